@@ -1,0 +1,308 @@
+"""The one Docker SDK wrapper.
+
+Only this module imports ``docker``.  It honours DOCKER_HOST (unix, tcp with
+or without TLS, ssh) through the SDK's own environment handling, connects
+lazily (listing tasks needs no daemon), streams build output into the task log
+and reads errors out of the SDK's streams, which report them instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import requests
+from docker.utils import parse_repository_tag
+
+from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError
+from pipeline.run import run
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+TAIL = 15
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+    attrs: Mapping[str, Any]
+
+
+class Engine:
+    """A lazily connected Docker Engine client."""
+
+    def __init__(self, host: str | None = None) -> None:
+        self._host = host
+        self._api: docker.APIClient | None = None
+
+    @property
+    def host(self) -> str:
+        return self._host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+    @property
+    def api(self) -> docker.APIClient:
+        """The low-level client, connected on first use.
+
+        Raises:
+            EngineUnavailable: the daemon cannot be reached.
+        """
+        if self._api is None:
+            try:
+                if self._host:
+                    client = docker.DockerClient(base_url=self._host, use_ssh_client=self._host.startswith("ssh://"))
+                else:
+                    client = docker.from_env(use_ssh_client=self.host.startswith("ssh://"))
+                client.api.ping()
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+                raise EngineUnavailable(
+                    f"cannot reach the Docker daemon at {self.host}: {_reason(exc)}; "
+                    "start dockerd (scripts/setup starts it) or point DOCKER_HOST at a running engine"
+                ) from None
+            self._api = client.api
+        return self._api
+
+    @contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """Translate SDK and connection errors into PipelineErrors naming ``what`` and the host."""
+        try:
+            yield
+        except docker.errors.NotFound as exc:
+            raise ImageNotFound(f"{what}: {_explanation(exc)}") from None
+        except docker.errors.APIError as exc:
+            raise PipelineError(f"{what}: the Docker engine at {self.host} answered: {_explanation(exc)}") from None
+        except (requests.ConnectionError, docker.errors.DockerException) as exc:
+            raise EngineUnavailable(f"{what}: lost the Docker daemon at {self.host}: {_reason(exc)}") from None
+
+    # -- images ---------------------------------------------------------------------------
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """Inspect a local image; None when it does not exist."""
+        api = self.api
+        try:
+            with self._call(f"inspect {ref}"):
+                attrs = api.inspect_image(ref)
+        except ImageNotFound:
+            return None
+        config = attrs.get("Config") or {}
+        return ImageInfo(
+            id=attrs["Id"],
+            tags=tuple(attrs.get("RepoTags") or ()),
+            labels=dict(config.get("Labels") or {}),
+            size=int(attrs.get("Size") or 0),
+            attrs=attrs,
+        )
+
+    def require(self, ref: str, hint: str) -> ImageInfo:
+        """Like :meth:`image` but a missing image is an error.
+
+        Raises:
+            ImageNotFound: naming the image and ``hint`` (what to run first).
+        """
+        info = self.image(ref)
+        if info is None:
+            raise ImageNotFound(f"image {ref} does not exist; {hint}")
+        return info
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, tag = parse_repository_tag(ref)
+        with self._call(f"tag {image_id[:19]} as {ref}"):
+            self.api.tag(image_id, repo, tag or "latest", force=True)
+
+    def pull(self, ref: str) -> ImageInfo:
+        """Pull ``ref``, reading errors out of the progress stream.
+
+        Raises:
+            ImageNotFound: the registry refused or does not have it.
+        """
+        repo, tag = parse_repository_tag(ref)
+        log.info("pulling %s", ref)
+        with self._call(f"pull {ref}"):
+            for event in self.api.pull(repo, tag or "latest", stream=True, decode=True):
+                if "error" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise ImageNotFound(f"cannot pull {ref}: {detail}")
+                if event.get("status") and not event.get("progressDetail"):
+                    log.debug("%s", event["status"])
+        return self.require(ref, "the pull reported success but the image is absent")
+
+    def import_tar(self, source: str | IO[bytes] | Iterable[bytes], changes: list[str]) -> str:
+        """``docker import`` a root file system tarball (path or stream); returns the untagged image ID."""
+        with self._call("import root file system"):
+            kwargs: dict[str, Any] = {"changes": changes}
+            if not isinstance(source, str):
+                kwargs["stream_src"] = True
+            answer = self.api.import_image(src=source, **kwargs)
+        image_id = _last_status(answer)
+        if not image_id.startswith("sha256:"):
+            raise PipelineError(f"docker import did not return an image ID: {answer!r:.200}")
+        return image_id
+
+    # -- builds ---------------------------------------------------------------------------
+
+    def build(
+        self,
+        *,
+        task: str,
+        context: Path,
+        dockerfile: Path,
+        buildargs: Mapping[str, str],
+        labels: Mapping[str, str],
+    ) -> str:
+        """Build with the Engine API (classic builder); returns the untagged image ID.
+
+        Raises:
+            BuildFailed: with the failing step and the last lines of its output.
+        """
+        step = "the build's start"
+        recent: deque[str] = deque(maxlen=TAIL)
+        image_id = ""
+        with self._call(f"{task}: build"):
+            stream = self.api.build(
+                path=str(context),
+                dockerfile=str(dockerfile),
+                buildargs=dict(buildargs),
+                labels=dict(labels),
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for event in stream:
+                if "error" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise BuildFailed(_failure(task, step, detail, recent))
+                text = event.get("stream")
+                if text:
+                    for line in text.rstrip("\n").split("\n"):
+                        if not line.strip():
+                            continue
+                        log.info("%s", line)
+                        if line.startswith("Step "):
+                            step, recent = line, deque(maxlen=TAIL)
+                        else:
+                            recent.append(line)
+                        if line.startswith("Successfully built "):
+                            image_id = image_id or line.split()[-1]
+                elif event.get("status"):
+                    log.debug("%s", event["status"])
+                aux = event.get("aux") or {}
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = aux["ID"]
+        if not image_id:
+            raise BuildFailed(_failure(task, step, "the engine reported no image ID", recent))
+        return image_id
+
+    def build_buildkit(
+        self,
+        *,
+        task: str,
+        cli: str,
+        context: Path,
+        dockerfile: Path,
+        buildargs: Mapping[str, str],
+        labels: Mapping[str, str],
+    ) -> str:
+        """Build through a BuildKit-capable docker CLI (DOCKER_BUILDKIT=1); returns the image ID.
+
+        Raises:
+            BuildFailed: with the tail of the CLI's output.
+        """
+        with tempfile.TemporaryDirectory(prefix="pipeline-iid-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            argv: list[str] = [cli, "build", "--progress=plain", "-f", str(dockerfile), "--iidfile", str(iidfile)]
+            for key, value in buildargs.items():
+                argv += ["--build-arg", f"{key}={value}"]
+            for key, value in labels.items():
+                argv += ["--label", f"{key}={value}"]
+            argv.append(str(context))
+            env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+            if self._host:
+                env["DOCKER_HOST"] = self._host
+            try:
+                run(argv, stream=True, env=env)
+            except CommandFailed as exc:
+                raise BuildFailed(f"{task}: BuildKit build failed: {exc}") from None
+            return iidfile.read_text().strip()
+
+
+def find_buildkit_cli(preferred: str | None = None) -> str:
+    """A docker CLI that builds with BuildKit: one with buildx, or a pre-23 client (BuildKit built in).
+
+    Raises:
+        PipelineError: none found, with what to install.
+    """
+    candidates = [preferred, os.environ.get("PIPELINE_DOCKER_CLI"), "/usr/bin/docker", shutil.which("docker")]
+    seen: set[str] = set()
+    for cli in candidates:
+        if not cli or cli in seen or not Path(cli).is_file():
+            continue
+        seen.add(cli)
+        if _cli_supports_buildkit(cli):
+            return cli
+    raise PipelineError(
+        "builder.buildkit is on but no BuildKit-capable docker CLI was found (tried: "
+        + (", ".join(sorted(seen)) or "none")
+        + "); install Debian's docker.io (apt-get install docker.io), or docker buildx, "
+        "or set PIPELINE_DOCKER_CLI, or set builder.buildkit: false"
+    )
+
+
+def _cli_supports_buildkit(cli: str) -> bool:
+    def quiet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *args], capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
+
+    try:
+        if quiet("buildx", "version").returncode == 0:
+            return True
+        version = quiet("version", "--format", "{{.Client.Version}}").stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) < 23
+
+
+def _failure(task: str, step: str, detail: str, recent: Iterable[str]) -> str:
+    tail = "\n".join(f"    {line}" for line in recent if line.strip())
+    return f"{task}: build failed at {step.strip()}: {detail.strip()}" + (f"\n  last output:\n{tail}" if tail else "")
+
+
+def _last_status(answer: Any) -> str:
+    text = answer if isinstance(answer, str) else json.dumps(answer)
+    image_id = ""
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if "error" in event:
+            raise PipelineError(f"docker import failed: {event['error']}")
+        image_id = event.get("status", image_id) or image_id
+    return image_id.strip()
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("FileNotFoundError", "ConnectionRefusedError", "Connection refused", "No such file or directory"):
+        if marker in text:
+            return "connection refused" if "Refused" in marker or "refused" in marker else "no such socket"
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,38 @@
+"""The one exception tree of the pipeline.
+
+Every error a user can cause or fix (bad config, a missing image, a daemon or
+service that is down, a failing build) is a :class:`PipelineError`.  Its message
+is one line that names the file, key, image or host and says what to do next.
+The task adapters turn it into ``doit.exceptions.TaskFailed`` at one boundary;
+anything else is a real bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class: a known failure whose ``str()`` is the one-line user message."""
+
+
+class ConfigError(PipelineError):
+    """The configuration (pipeline.yaml, deployment.yaml, overrides) is invalid."""
+
+
+class EngineUnavailable(PipelineError):
+    """The Docker daemon cannot be reached."""
+
+
+class ImageNotFound(PipelineError):
+    """An image the stage needs does not exist locally (or cannot be pulled)."""
+
+
+class BuildFailed(PipelineError):
+    """An image build failed; the message carries the failing step and output tail."""
+
+
+class CommandFailed(PipelineError):
+    """An external command exited non-zero or could not be started."""
+
+
+class LockTimeout(PipelineError):
+    """Another pipeline run holds the project lock for too long."""

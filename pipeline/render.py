@@ -1,0 +1,58 @@
+"""Render the Dockerfile text that is actually built (parts concatenated, BuildKit cache mounts)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+from pipeline.keys import parse
+from pipeline.yamlfile import display
+
+# Package-manager caches mounted into every RUN line in BuildKit mode.  They live
+# outside the image's layers, so they speed rebuilds without making images bigger.
+CACHE_MOUNTS = (
+    "--mount=type=cache,target=/root/.cache/pip,sharing=locked",
+    "--mount=type=cache,target=/var/cache/apt,sharing=locked",
+    "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked",
+    "--mount=type=cache,target=/root/.npm,sharing=locked",
+)
+_RUN = re.compile(r"^(\s*)RUN(\s+)", re.IGNORECASE)
+
+
+def read_sources(sources: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Read each Dockerfile part.
+
+    Raises:
+        ConfigError: a part is missing or unreadable.
+    """
+    out = []
+    for path in sources:
+        try:
+            out.append((path, path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ConfigError(f"{display(path)}: Dockerfile not found; restore it or fix the config") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{display(path)}: cannot read Dockerfile: {exc}") from None
+    return out
+
+
+def render(parts: list[tuple[Path, str]], *, buildkit: bool) -> str:
+    """Concatenate the parts (each ending in a newline); add cache mounts to RUN lines with BuildKit."""
+    text = "".join(body if body.endswith("\n") else body + "\n" for _, body in parts)
+    return add_cache_mounts(text) if buildkit else text
+
+
+def add_cache_mounts(text: str) -> str:
+    """Insert CACHE_MOUNTS after the RUN keyword of every RUN instruction that has no mount of its own."""
+    lines = text.splitlines(keepends=True)
+    for instr in parse(text, {}).structure:
+        if instr["instruction"] != "RUN" or "--mount=" in instr["value"]:
+            continue
+        start = instr["startline"]
+        match = _RUN.match(lines[start])
+        if match:
+            mounts = " ".join(CACHE_MOUNTS)
+            lines[start] = f"{match.group(1)}RUN {mounts}{match.group(2)}" + lines[start][match.end():]
+    return "".join(lines)

@@ -1,0 +1,96 @@
+"""The one command runner: argument lists only, never a shell.
+
+It logs the command, keeps the whole output, streams it live when asked (or
+only into the task log otherwise) and shows its tail in the error on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import CommandFailed
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
+
+
+def run(
+    args: Sequence[str | Path],
+    *,
+    stream: bool = False,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    hint: str = "",
+) -> CommandResult:
+    """Run ``args`` with stdout and stderr merged.
+
+    Args:
+        stream: show each output line on the console as it comes (always kept in the task log).
+        check: raise on a non-zero exit.
+        env: the full environment of the child (default: inherited).
+        hint: appended to the error when the program is missing, e.g. the install command.
+
+    Raises:
+        CommandFailed: the program is missing or (with ``check``) exited non-zero.
+    """
+    argv = tuple(str(a) for a in args)
+    log.info("$ %s", shlex.join(argv))
+    level = logging.INFO if stream else logging.DEBUG
+    lines: list[str] = []
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise CommandFailed(f"{argv[0]}: command not found{'; ' + hint if hint else ''}") from None
+    except PermissionError:
+        raise CommandFailed(f"{argv[0]}: permission denied") from None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            log.log(level, "%s", line)
+        returncode = proc.wait()
+    except BaseException:
+        # Ctrl-C / SIGTERM: do not leave the child running behind us.
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    result = CommandResult(argv, returncode, "\n".join(lines) + ("\n" if lines else ""))
+    if check and returncode != 0:
+        raise CommandFailed(
+            f"`{shlex.join(argv)}` exited with {returncode}; last output:\n{_indent(result.tail())}"
+        )
+    return result
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"

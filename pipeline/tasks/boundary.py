@@ -1,0 +1,43 @@
+"""The one place where PipelineErrors become doit TaskFailed results."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from doit.exceptions import TaskFailed
+
+from pipeline.errors import PipelineError
+from pipeline.logs import task_log
+from pipeline.tasks import context
+
+log = logging.getLogger(__name__)
+
+
+def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a module-level action: log to build/logs/TASK.log, translate known errors.
+
+    ``task_name(*args)`` names the task (and its log file) from the action's arguments.
+    The decorated action returns the stage result's values (saved by doit) or TaskFailed.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def action(*args: Any) -> dict[str, Any] | TaskFailed:
+            ctx = context.get()
+            name = task_name(*args)
+            with task_log(ctx.settings.build_dir, name) as logfile:
+                try:
+                    result = fn(ctx, *args)
+                except PipelineError as exc:
+                    log.debug("%s failed: %s", name, exc)
+                    return TaskFailed(f"{name}: {exc}\n  (full log: {logfile})")
+                finally:
+                    ctx.hasher.save()
+            return result.values()
+
+        return action
+
+    return decorate

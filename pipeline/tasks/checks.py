@@ -1,0 +1,40 @@
+"""doit up-to-date checks whose repr is the reason ``doit info`` prints.
+
+A check calls a stage's freshness function, remembers its plain-words reason
+and returns a bool, never None (doit silently skips a None).  A known error
+while checking (daemon down, parent missing) makes the stage stale, so its
+action runs and fails with the same clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.stages.results import Freshness
+from pipeline.tasks import context
+
+
+class StageCheck:
+    """An uptodate item: ``fn(ctx, *args) -> Freshness``."""
+
+    def __init__(self, what: str, fn: Callable[..., Freshness], *args: Any) -> None:
+        self.what = what
+        self.fn = fn
+        self.args = args
+        self.reason = f"{what}: not checked yet"
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        try:
+            fresh = self.fn(context.get(), *self.args)
+        except PipelineError as exc:
+            self.reason = f"cannot tell whether {self.what} is current: {exc}"
+            return False
+        finally:
+            context.get().hasher.save()
+        self.reason = fresh.reason
+        return bool(fresh.current)
+
+    def __repr__(self) -> str:
+        return self.reason

@@ -1,0 +1,59 @@
+"""The per-process pipeline context: configuration loaded once, a lazy engine, the hash cache."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from doit import get_var
+from doit.exceptions import InvalidDodoFile
+
+from pipeline import config
+from pipeline.config import Settings
+from pipeline.engine import Engine
+from pipeline.errors import ConfigError
+from pipeline.hashing import FileHasher
+from pipeline.plan import ImageSpec, chain_specs, mission_spec
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    hasher: FileHasher
+
+    def layer(self, task: str) -> ImageSpec:
+        for spec in chain_specs(self.settings):
+            if spec.task == task:
+                return spec
+        raise KeyError(task)
+
+    def mission(self, deployment: str) -> ImageSpec:
+        return mission_spec(self.settings, self.settings.deployment(deployment))
+
+
+_context: Context | None = None
+
+
+def deployments_dir() -> Path:
+    """deployments/ below doit's working directory, or PIPELINE_DEPLOYMENTS_DIR."""
+    return Path(os.environ.get("PIPELINE_DEPLOYMENTS_DIR") or "deployments").resolve()
+
+
+def get() -> Context:
+    """Load the configuration once per process.
+
+    Raises:
+        InvalidDodoFile: the configuration is invalid; doit prints the one-line
+            message (no traceback) and exits 3.
+    """
+    global _context
+    if _context is None:
+        doit_vars = {key: get_var(key, None) for key in config.OVERRIDE_KEYS}
+        try:
+            settings = config.load(deployments_dir(), config.collect_overrides(doit_vars), Path("build"))
+        except ConfigError as exc:
+            raise InvalidDodoFile(str(exc)) from None
+        _context = Context(settings, Engine(), FileHasher(settings.build_dir / "cache" / "file-hashes.json"))
+    return _context
