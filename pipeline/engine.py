@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +32,7 @@ from pipeline.run import run
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TAIL = 15
 
 
@@ -188,7 +190,7 @@ class Engine:
                     raise BuildFailed(_failure(task, step, detail, recent))
                 text = event.get("stream")
                 if text:
-                    for line in text.rstrip("\n").split("\n"):
+                    for line in _ANSI.sub("", text).rstrip("\n").split("\n"):
                         if not line.strip():
                             continue
                         log.info("%s", line)
