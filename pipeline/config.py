@@ -125,9 +125,7 @@ def collect_overrides(doit_vars: Mapping[str, str | None], environ: Mapping[str,
     """Overrides from `doit key=value` (first) or PIPELINE_KEY environment variables."""
     out: dict[str, str] = {}
     for key in OVERRIDE_KEYS:
-        value = doit_vars.get(key)
-        if value is None:
-            value = environ.get(f"PIPELINE_{key.upper()}")
+        value = doit_vars.get(key) or environ.get(f"PIPELINE_{key.upper()}")
         if value is not None and value.strip():
             out[key] = value.strip()
     return out
@@ -235,9 +233,9 @@ def _chain(top: Section, base: Path) -> tuple[Layer, ...]:
         item.reject_unknown(["name", "dockerfile", "context"])
         name = item.req("name")
         if not _NAME.match(name) or name == "root":
-            raise item.error(f"key '{item.dotted('name')}' is {name!r}; use lowercase letters, digits, '.', '_', '-' (not 'root')")
+            raise item.error(f"key '{item.dotted('name')}' is {name!r}; use lowercase letters, digits, '.', '_', '-' (not 'root')", "name")
         if any(layer.name == name for layer in layers):
-            raise item.error(f"key '{item.dotted('name')}': layer name {name!r} is used twice")
+            raise item.error(f"key '{item.dotted('name')}': layer name {name!r} is used twice", "name")
         dockerfile = item.file("dockerfile", base)
         assert dockerfile is not None
         layers.append(Layer(name=name, dockerfile=dockerfile, context=item.directory("context", base)))
@@ -288,7 +286,7 @@ def _select(base: Path, overrides: Mapping[str, str]) -> list[Path]:
 def _deployment(folder: Path, default_registry: Registry) -> Deployment:
     path = folder / "deployment.yaml"
     sec = Section(path, load_yaml(path))
-    sec.reject_unknown(["repo", "dockerfile", "build_args", "test", "freeze", "registry"])
+    sec.reject_unknown(["repo", "dockerfile", "trailer", "build_args", "test", "freeze", "registry"])
     name = folder.name
     repo = sec.str("repo", name)
     assert repo is not None
@@ -296,14 +294,15 @@ def _deployment(folder: Path, default_registry: Registry) -> Deployment:
         raise sec.error(f"key 'repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
     if sec.has("dockerfile"):
         dockerfile = sec.file("dockerfile", folder)
-        trailer = True
     elif (folder / "Dockerfile.custom").is_file():
-        dockerfile, trailer = folder / "Dockerfile.custom", True
+        dockerfile = folder / "Dockerfile.custom"
     elif (folder / "Dockerfile").is_file():
-        dockerfile, trailer = folder / "Dockerfile", False
+        dockerfile = folder / "Dockerfile"
     else:
         raise sec.error("no Dockerfile.custom or Dockerfile in the deployment folder; add one or set key 'dockerfile'")
     assert dockerfile is not None
+    # A plain Dockerfile is complete as it is; anything else gets the shared trailer appended.
+    trailer = sec.bool("trailer", dockerfile.name != "Dockerfile")
     build_args = sec.string_map("build_args")
     for reserved in ("BASE_IMAGE", "USE_FROZEN"):
         if reserved in build_args:

@@ -187,7 +187,9 @@ def short(image_id: str | None) -> str:
     if not image_id:
         return "none"
     algo, _, hexd = image_id.partition(":")
-    return f"{algo}:{hexd[:12]}…" if hexd else image_id[:12]
+    if not hexd:
+        return image_id[:12]
+    return f"{algo}:{hexd[:12]}…" if len(hexd) > 12 else image_id
 
 
 def explain(old: Mapping[str, Any] | None, new: Mapping[str, Any], limit: int = 5) -> list[str]:

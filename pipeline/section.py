@@ -24,12 +24,9 @@ class Section:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise self.error(f"{self.where_key or 'the file'} must be a mapping, not {_kind(data)}")
+            what = f"key '{prefix}'" if prefix else "the file"
+            raise self.error(f"{what} must be a mapping, not {_kind(data)}")
         self.data: Mapping[str, Any] = data
-
-    @property
-    def where_key(self) -> str:
-        return self.prefix
 
     def _loc(self, key: str | None = None) -> str:
         line = None

@@ -96,6 +96,8 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     # Pass only the args the Dockerfile declares: the others would only draw a warning.
     declared = declared_args(parse(text, spec.buildargs))
     buildargs = {k: v for k, v in spec.buildargs.items() if k in declared}
+    for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
+        log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored", spec.task, unused, unused)
     log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
     if settings.buildkit:
         image_id = engine.build_buildkit(
