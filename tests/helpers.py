@@ -1,0 +1,464 @@
+"""Shared helpers for the integration suite: the doit runner, output parsing,
+the fixture-project factory, file editing and Docker inspection/cleanup.
+
+Everything here treats the pipeline as a black box: it is driven only through
+``python -m doit -f REPO/dodo.py -d PROJECT ...`` and observed through the
+console output, the files under the project folder and the Docker daemon.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import docker
+import docker.errors
+import yaml
+from docker.models.images import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DODO = REPO / "dodo.py"
+REGISTRY = "127.0.0.1:5000"
+ENVIRONMENT = "sandbox"
+DEPLOYMENTS = ("alpha", "beta")
+CHAIN = ("certs", "common")
+CA_BUNDLE = "ca/bundle.pem"
+# Stages that build an image; `certs` and `dockerfile:*` only write files.
+IMAGE_STAGES = frozenset({"root", *(f"chain:{c}" for c in CHAIN), *(f"build:{d}" for d in DEPLOYMENTS)})
+RUN_TIMEOUT = 300.0
+
+_RAN = re.compile(r"^\.  (\S+)\s*$")
+_UPTODATE = re.compile(r"^-- (\S+)\s*$")
+
+
+def is_image_stage(task: str) -> bool:
+    return task == "root" or task.startswith(("chain:", "build:"))
+
+
+# --------------------------------------------------------------------------
+# doit output
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of one doit invocation."""
+
+    rc: int
+    output: str  # stdout + stderr
+    ran_lines: tuple[str, ...] = ()  # every `.  TASK` line, in order, duplicates kept
+
+    @classmethod
+    def parse(cls, rc: int, output: str) -> RunResult:
+        ran = tuple(m.group(1) for line in output.splitlines() if (m := _RAN.match(line)))
+        return cls(rc=rc, output=output, ran_lines=ran)
+
+    @property
+    def ran(self) -> set[str]:
+        return set(self.ran_lines)
+
+    @property
+    def uptodate(self) -> set[str]:
+        return {m.group(1) for line in self.output.splitlines() if (m := _UPTODATE.match(line))}
+
+    @property
+    def image_stages(self) -> set[str]:
+        """The image-building stages (root, chain:*, build:*) that ran."""
+        return {t for t in self.ran if is_image_stage(t)}
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n----- output -----\n{self.output}\n------------------"
+
+
+def parse_output(output: str) -> tuple[set[str], set[str]]:
+    """(ran, uptodate) task names from doit's console output."""
+    result = RunResult.parse(0, output)
+    return result.ran, result.uptodate
+
+
+def line_with(output: str, *needles: str) -> str | None:
+    """The first line containing every needle (case-insensitive), else None."""
+    lowered = [n.lower() for n in needles]
+    for line in output.splitlines():
+        if all(n in line.lower() for n in lowered):
+            return line
+    return None
+
+
+# --------------------------------------------------------------------------
+# assertions
+# --------------------------------------------------------------------------
+def assert_ok(result: RunResult) -> None:
+    assert result.rc == 0, f"doit failed\n{result}"
+    assert "Traceback" not in result.output, f"traceback in a successful run\n{result}"
+
+
+def assert_image_stages(result: RunResult, expected: Iterable[str]) -> None:
+    """rc 0 and exactly ``expected`` among the image stages ran."""
+    assert_ok(result)
+    assert result.image_stages == set(expected), f"image stages ran: {sorted(result.image_stages)}\n{result}"
+
+
+def assert_nothing_ran(result: RunResult) -> None:
+    assert_ok(result)
+    assert result.ran == set(), f"tasks ran: {sorted(result.ran)}\n{result}"
+
+
+def assert_clean_failure(result: RunResult, *needles: str) -> None:
+    """rc != 0, no traceback, and every needle (case-insensitive) is in the output."""
+    assert result.rc != 0, f"expected a failure\n{result}"
+    assert "Traceback" not in result.output, f"traceback instead of a message\n{result}"
+    for needle in needles:
+        assert needle.lower() in result.output.lower(), f"{needle!r} not in output\n{result}"
+
+
+def assert_reason(result: RunResult, *needles: str) -> None:
+    """Some single line of ``doit info`` output mentions all needles."""
+    assert line_with(result.output, *needles), f"no line mentions {needles}\n{result}"
+
+
+# --------------------------------------------------------------------------
+# running doit
+# --------------------------------------------------------------------------
+def doit_command(project_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "doit", "-f", str(DODO), "-d", str(project_dir), *args]
+
+
+def doit_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # so background runs can be watched line by line
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra or {})
+    return env
+
+
+def run_doit(project_dir: Path, *args: str, env: dict[str, str] | None = None,
+             timeout: float = RUN_TIMEOUT) -> RunResult:
+    proc = subprocess.run(doit_command(project_dir, *args), capture_output=True, text=True,
+                          env=doit_env(env), timeout=timeout)
+    return RunResult.parse(proc.returncode, proc.stdout + proc.stderr)
+
+
+class BackgroundRun:
+    """A doit process started with Popen, in its own process group (like a
+    terminal job), output (stdout+stderr) going to a file that can be polled."""
+
+    def __init__(self, project_dir: Path, args: Iterable[str], log: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(doit_command(project_dir, *args), stdout=self._out,
+                                     stderr=subprocess.STDOUT, env=doit_env(env),
+                                     start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_line(self, line: str, timeout: float = RUN_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if line in self.output().splitlines():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"doit exited (rc={self.proc.returncode}) before {line!r}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{line!r} not seen within {timeout}s:\n{self.output()}")
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Deliver ``sig`` to the whole process group, as a terminal's Ctrl-C does."""
+        os.killpg(self.proc.pid, sig)
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> RunResult:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise AssertionError(f"doit did not exit within {timeout}s:\n{self.output()}") from None
+        finally:
+            self._out.close()
+        return RunResult.parse(rc, self.output())
+
+    def _kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+    def __enter__(self) -> BackgroundRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._kill()
+        self._out.close()
+
+
+# --------------------------------------------------------------------------
+# the fixture project
+# --------------------------------------------------------------------------
+FAKE_PEM = """-----BEGIN CERTIFICATE-----
+MIIBszCCAVmgAwIBAgIUZmFrZS1jYS1mb3ItdGVzdHMtb25seTAKBggqhkjOPQQD
+{body}
+-----END CERTIFICATE-----
+"""
+
+
+def fake_pem(body: str = "AgAwEjEQMA4GA1UEAwwHZmFrZSBjYTAeFw0yNDAxMDEwMDAwMDBaFw0zNDAxMDEw") -> str:
+    return FAKE_PEM.format(body=body)
+
+
+def custom_dockerfile(deployment: str, *extra: str) -> str:
+    """A deployment's Dockerfile.custom; ``extra`` instructions are appended."""
+    lines = ["ARG BASE_IMAGE", "FROM ${BASE_IMAGE}", f"RUN echo {deployment} > /name", *extra]
+    return "\n".join(lines) + "\n"
+
+
+def _project_files(rootfs: Path, ns: str) -> dict[str, str]:
+    files = {
+        "pipeline.yaml": yaml.safe_dump(pipeline_config(ns, rootfs), sort_keys=False),
+        CA_BUNDLE: fake_pem(),
+        "common/Dockerfile.certs": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY tls-ca-bundle.pem /etc/ssl/bundle.pem\n",
+        "common/Dockerfile": (
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+            "COPY scripts/hello.sh /opt/common-scripts/hello.sh\n"
+            "RUN chmod +x /opt/common-scripts/hello.sh\n"
+        ),
+        "common/Dockerfile.trailer": "COPY environments/ /opt/environments/\nRUN echo trailer\n",
+        "common/scripts/hello.sh": "#!/bin/sh\necho hello from common\n",
+        "common/scripts/unused.sh": "#!/bin/sh\necho no layer copies me\n",
+        "common/README.txt": "Shared layer sources.\n",
+    }
+    for dep in DEPLOYMENTS:
+        files[f"{dep}/deployment.yaml"] = yaml.safe_dump(
+            {"repo": f"{ns}-{dep}", "test": "/opt/environments/test"}, sort_keys=False)
+        files[f"{dep}/Dockerfile.custom"] = custom_dockerfile(dep)
+        files[f"{dep}/environments/test"] = f"#!/bin/sh\nset -e\ntest \"$(cat /name)\" = {dep}\necho {dep} ok\n"
+    return files
+
+
+def pipeline_config(ns: str, rootfs: Path) -> dict[str, Any]:
+    return {
+        "environment": ENVIRONMENT,
+        "frozen": False,
+        "builder": {"buildkit": False},
+        "namespace": ns,
+        "root": {"rootfs": str(rootfs)},
+        "certs": {"source": CA_BUNDLE, "target": "common/tls-ca-bundle.pem"},
+        "chain": [
+            {"name": "certs", "dockerfile": "common/Dockerfile.certs", "context": "common"},
+            {"name": "common", "dockerfile": "common/Dockerfile", "context": "common"},
+        ],
+        "trailer": "common/Dockerfile.trailer",
+        "registry": {"kind": "generic", "host": REGISTRY},
+    }
+
+
+@dataclass
+class Project:
+    """A temporary pipeline project: ``root`` is doit's ``-d`` folder and holds
+    ``deployments/``; the doit state and ``build/`` appear next to it."""
+
+    root: Path
+    ns: str
+    rootfs: Path
+    _bg_count: int = field(default=0, repr=False)
+
+    # ---- files -------------------------------------------------------------
+    @property
+    def deployments(self) -> Path:
+        return self.root / "deployments"
+
+    def path(self, rel: str) -> Path:
+        """A path relative to deployments/."""
+        return self.deployments / rel
+
+    def read(self, rel: str) -> str:
+        return self.path(rel).read_text()
+
+    def write(self, rel: str, text: str, *, executable: bool = False) -> Path:
+        target = self.path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        if executable:
+            target.chmod(0o755)
+        return target
+
+    def append(self, rel: str, text: str) -> None:
+        """Append to a file, keeping its mode (a real content change)."""
+        with self.path(rel).open("a") as fh:
+            fh.write(text)
+
+    def replace(self, rel: str, old: str, new: str) -> None:
+        text = self.read(rel)
+        assert old in text, f"{old!r} not in {rel}"
+        self.path(rel).write_text(text.replace(old, new))
+
+    def update_yaml(self, rel: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+        data = yaml.safe_load(self.read(rel))
+        mutate(data)
+        self.path(rel).write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def build_log(self, task: str) -> Path:
+        return self.root / "build" / "logs" / f"{task}.log"
+
+    def doit_db_files(self) -> list[Path]:
+        return sorted(self.root.glob(".doit.db*"))
+
+    # ---- image names -------------------------------------------------------
+    def local_image(self, name: str) -> str:
+        """NS/root:latest, NS/certs:latest, NS/common:latest."""
+        return f"{self.ns}/{name}:latest"
+
+    def mission_tag(self, deployment: str) -> str:
+        return f"{REGISTRY}/{self.ns}-{deployment}:unscanned-latest-{ENVIRONMENT}"
+
+    # ---- doit --------------------------------------------------------------
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT) -> RunResult:
+        return run_doit(self.root, *args, env=env, timeout=timeout)
+
+    def info(self, task: str, *args: str) -> RunResult:
+        return self.run("info", task, *args)
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> BackgroundRun:
+        self._bg_count += 1
+        log = self.root.parent / f"{self.root.name}-bg{self._bg_count}.out"
+        return BackgroundRun(self.root, args, log, env=env)
+
+
+def make_project(base: Path, ns: str, rootfs: Path) -> Project:
+    """Write the fixture project under ``base/project`` (see the suite's spec)."""
+    project = Project(root=base / "project", ns=ns, rootfs=rootfs)
+    for rel, text in _project_files(rootfs, ns).items():
+        project.write(rel, text, executable=rel.endswith((".sh", "environments/test")))
+    return project
+
+
+def build_all(project: Project, *args: str) -> RunResult:
+    """Run doit and require a complete, successful first build."""
+    result = project.run(*args)
+    assert_image_stages(result, IMAGE_STAGES)
+    return result
+
+
+# --------------------------------------------------------------------------
+# busybox rootfs
+# --------------------------------------------------------------------------
+def build_busybox_rootfs(workdir: Path, busybox: Path = Path("/bin/busybox")) -> Path:
+    """A minimal rootfs tarball: /bin/busybox with a relative symlink per applet,
+    /etc/passwd and /etc/group for root, /tmp and /root."""
+    tree = workdir / "rootfs"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, tree / "bin" / "busybox")
+    (tree / "bin" / "busybox").chmod(0o755)
+    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (tree / "bin" / applet).symlink_to("busybox")
+    (tree / "etc").mkdir()
+    (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (tree / "etc" / "group").write_text("root:x:0:\n")
+    for d in ("tmp", "root"):
+        (tree / d).mkdir()
+    (tree / "tmp").chmod(0o1777)
+
+    def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    tarball = workdir / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for child in sorted(tree.iterdir()):
+            tar.add(child, arcname=child.name, filter=as_root)
+    return tarball
+
+
+# --------------------------------------------------------------------------
+# Docker
+# --------------------------------------------------------------------------
+def import_rootfs(client: docker.DockerClient, tarball: Path, repository: str, tag: str) -> Image:
+    client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+    return client.images.get(f"{repository}:{tag}")
+
+
+def image_id(client: docker.DockerClient, ref: str) -> str | None:
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def labels_of(client: docker.DockerClient, ref: str) -> dict[str, str]:
+    return client.images.get(ref).labels or {}
+
+
+def _owned_by(image: Image, ns: str) -> bool:
+    return any(t.startswith((f"{ns}/", f"{REGISTRY}/{ns}-")) for t in image.tags)
+
+
+def namespace_images(client: docker.DockerClient, ns: str) -> list[Image]:
+    """Every image of the namespace: labelled ones (tagged, untagged, intermediate)
+    plus any tagged NS/... or REGISTRY/NS-... (e.g. an imported base image)."""
+    found = {i.id: i for i in client.images.list(all=True, filters={"label": f"pipeline.namespace={ns}"})}
+    found.update({i.id: i for i in client.images.list(all=True) if _owned_by(i, ns)})
+    return list(found.values())
+
+
+def namespace_containers(client: docker.DockerClient, ns: str, image_ids: Iterable[str] = ()) -> list[Any]:
+    found = {c.id: c for c in client.containers.list(all=True, filters={"label": f"pipeline.namespace={ns}"})}
+    ids = set(image_ids)
+    if ids:
+        found.update({c.id: c for c in client.containers.list(all=True) if c.attrs.get("Image") in ids})
+    return list(found.values())
+
+
+def cleanup_namespace(client: docker.DockerClient, ns: str, rounds: int = 10) -> list[str]:
+    """Remove all containers and images of ``ns``; returns what could not be removed."""
+    images = namespace_images(client, ns)
+    for container in namespace_containers(client, ns, (i.id for i in images)):
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:  # includes NotFound
+            pass
+    for _ in range(rounds):  # children before parents: retry until nothing is left
+        images = namespace_images(client, ns)
+        if not images:
+            return []
+        for image in images:
+            for ref in image.tags or [image.id]:
+                try:
+                    client.images.remove(ref, force=True)
+                except (docker.errors.ImageNotFound, docker.errors.APIError):
+                    pass
+    leftover = namespace_images(client, ns) + namespace_containers(client, ns)
+    return [getattr(obj, "short_id", repr(obj)) for obj in leftover]
+
+
+def run_in_image(client: docker.DockerClient, ref: str, script: str) -> str:
+    out = client.containers.run(ref, ["sh", "-c", script], remove=True)
+    return out.decode()
+
+
+def count_ran(results: Iterable[RunResult]) -> Counter[str]:
+    """How often each task ran across several doit runs."""
+    counter: Counter[str] = Counter()
+    for result in results:
+        counter.update(result.ran_lines)
+    return counter
+
+
+def sleep_until(deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
