@@ -45,6 +45,17 @@ class ImageInfo:
     attrs: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class BuildRequest:
+    """One Dockerfile build: ``task`` names it in messages and logs."""
+
+    task: str
+    context: Path
+    dockerfile: Path
+    buildargs: Mapping[str, str]
+    labels: Mapping[str, str]
+
+
 class Engine:
     """A lazily connected Docker Engine client."""
 
@@ -156,29 +167,31 @@ class Engine:
 
     # -- builds ---------------------------------------------------------------------------
 
-    def build(
-        self,
-        *,
-        task: str,
-        context: Path,
-        dockerfile: Path,
-        buildargs: Mapping[str, str],
-        labels: Mapping[str, str],
-    ) -> str:
-        """Build with the Engine API (classic builder); returns the untagged image ID.
+    def build(self, req: BuildRequest, *, buildkit_cli: str | None = None) -> str:
+        """Build ``req``; returns the untagged image ID.
+
+        Uses the Engine API (classic builder) unless ``buildkit_cli`` names a
+        BuildKit-capable docker CLI (see :func:`find_buildkit_cli`).
 
         Raises:
             BuildFailed: with the failing step and the last lines of its output.
+            EngineUnavailable: the daemon went away.
         """
+        if buildkit_cli:
+            return self._build_cli(req, buildkit_cli)
+        return self._build_api(req)
+
+    def _build_api(self, req: BuildRequest) -> str:
+        task = req.task
         step = "the build's start"
         recent: deque[str] = deque(maxlen=TAIL)
         image_id = ""
         with self._call(f"{task}: build"):
             stream = self.api.build(
-                path=str(context),
-                dockerfile=str(dockerfile),
-                buildargs=dict(buildargs),
-                labels=dict(labels),
+                path=str(req.context),
+                dockerfile=str(req.dockerfile),
+                buildargs=dict(req.buildargs),
+                labels=dict(req.labels),
                 rm=True,
                 forcerm=True,
                 pull=False,
@@ -209,36 +222,23 @@ class Engine:
             raise BuildFailed(_failure(task, step, "the engine reported no image ID", recent))
         return image_id
 
-    def build_buildkit(
-        self,
-        *,
-        task: str,
-        cli: str,
-        context: Path,
-        dockerfile: Path,
-        buildargs: Mapping[str, str],
-        labels: Mapping[str, str],
-    ) -> str:
-        """Build through a BuildKit-capable docker CLI (DOCKER_BUILDKIT=1); returns the image ID.
-
-        Raises:
-            BuildFailed: with the tail of the CLI's output.
-        """
+    def _build_cli(self, req: BuildRequest, cli: str) -> str:
+        """Build through a docker CLI with DOCKER_BUILDKIT=1; the CLI's output is streamed and kept."""
         with tempfile.TemporaryDirectory(prefix="pipeline-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
-            argv: list[str] = [cli, "build", "--progress=plain", "-f", str(dockerfile), "--iidfile", str(iidfile)]
-            for key, value in buildargs.items():
+            argv: list[str] = [cli, "build", "--progress=plain", "-f", str(req.dockerfile), "--iidfile", str(iidfile)]
+            for key, value in req.buildargs.items():
                 argv += ["--build-arg", f"{key}={value}"]
-            for key, value in labels.items():
+            for key, value in req.labels.items():
                 argv += ["--label", f"{key}={value}"]
-            argv.append(str(context))
+            argv.append(str(req.context))
             env = {**os.environ, "DOCKER_BUILDKIT": "1"}
             if self._host:
                 env["DOCKER_HOST"] = self._host
             try:
                 run(argv, stream=True, env=env)
             except CommandFailed as exc:
-                raise BuildFailed(f"{task}: BuildKit build failed: {exc}") from None
+                raise BuildFailed(f"{req.task}: BuildKit build failed: {exc}") from None
             return iidfile.read_text().strip()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline import keystore
 from pipeline.config import Settings
-from pipeline.engine import Engine, ImageInfo, find_buildkit_cli
+from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
 from pipeline.errors import BuildFailed
 from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
@@ -99,16 +99,8 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
         log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored", spec.task, unused, unused)
     log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
-    if settings.buildkit:
-        image_id = engine.build_buildkit(
-            task=spec.task, cli=find_buildkit_cli(), context=spec.context,
-            dockerfile=spec.rendered_path, buildargs=buildargs, labels=labels,
-        )
-    else:
-        image_id = engine.build(
-            task=spec.task, context=spec.context, dockerfile=spec.rendered_path,
-            buildargs=buildargs, labels=labels,
-        )
+    request = BuildRequest(spec.task, spec.context, spec.rendered_path, buildargs, labels)
+    image_id = engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
     built = engine.require(image_id, "the build reported an image that does not exist")
     if built.labels.get(LABEL_INPUTS) != key.digest:
         raise BuildFailed(f"{spec.task}: built image {short(image_id)} lacks the {LABEL_INPUTS} label; tag not moved")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline import keystore
 from pipeline.config import Settings
-from pipeline.engine import Engine
+from pipeline.engine import BuildRequest, Engine
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey
@@ -91,7 +91,7 @@ def _from_image(settings: Settings, engine: Engine, source: str, labels: dict[st
     with tempfile.TemporaryDirectory(prefix="pipeline-root-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(f"FROM {source}\n")
-        return engine.build(task=TASK, context=Path(tmp), dockerfile=dockerfile, buildargs={}, labels=labels)
+        return engine.build(BuildRequest(TASK, Path(tmp), dockerfile, {}, labels))
 
 
 def _bootstrap(settings: Settings, engine: Engine, labels: dict[str, str]) -> str:

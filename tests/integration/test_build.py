@@ -77,3 +77,24 @@ def test_root_from_local_image(docker_client: docker.DockerClient, project: Proj
     assert run_in_image(docker_client, project.mission_tag("alpha"), "cat /name") == "alpha\n"
     assert_nothing_ran(project.run())
 
+
+
+def test_buildkit_mode_adds_cache_mounts_and_stays_incremental(
+    docker_client: docker.DockerClient, project: Project
+) -> None:
+    project.update_yaml("pipeline.yaml", lambda c: c.update(builder={"buildkit": True}))
+    first = build_all(project)
+    assert first.rc == 0, first.output[-3000:]
+    rendered = (project.root / "build" / "dockerfiles" / "alpha.Dockerfile").read_text()
+    assert "RUN --mount=type=cache,target=/root/.cache/pip" in rendered
+    assert run_in_image(docker_client, project.mission_tag("alpha"), "cat /name").strip() == "alpha"
+    assert_nothing_ran(project.run())
+
+    # Switching the builder changes the rendered Dockerfiles, so the layers that RUN rebuild.
+    project.update_yaml("pipeline.yaml", lambda c: c.update(builder={"buildkit": False}))
+    info = project.info("build:alpha")
+    assert "rendered Dockerfile changed" in info.output or "parent changed" in info.output, info.output
+    again = project.run()
+    assert again.rc == 0, again.output[-3000:]
+    assert {"chain:common", "build:alpha", "build:beta"} <= again.image_stages
+    assert "root" not in again.image_stages
