@@ -81,6 +81,8 @@ class Deployment:
     test: str
     freeze: str
     registry: Registry
+    run_args: tuple[str, ...] = ()  # docker run flags: pipeline.yaml's run.args, then this deployment's
+    test_timeout: float = 1800.0
 
     def image_ref(self, environment: str) -> str:
         """The mission image's local tag, already its full registry reference."""
@@ -100,6 +102,7 @@ class Settings:
     chain: tuple[Layer, ...]
     trailer: Path | None
     registry: Registry
+    run_args: tuple[str, ...] = ()
     deployments: tuple[Deployment, ...] = field(default_factory=tuple)
 
     @property
@@ -147,7 +150,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     path = deployments_dir / "pipeline.yaml"
     top = Section(path, load_yaml(path))
     top.reject_unknown(
-        ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry"]
+        ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run"]
     )
     environment = top.choice("environment", ENVIRONMENTS, "sandbox")
     if "environment" in overrides:
@@ -183,8 +186,9 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         chain=_chain(top, deployments_dir),
         trailer=top.file("trailer", deployments_dir, required=False),
         registry=registry,
+        run_args=_run_args(top),
     )
-    deployments = tuple(_deployment(folder, registry) for folder in _select(deployments_dir, overrides))
+    deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
     return replace(settings, deployments=deployments)
 
 
@@ -283,10 +287,29 @@ def _select(base: Path, overrides: Mapping[str, str]) -> list[Path]:
     return chosen
 
 
-def _deployment(folder: Path, default_registry: Registry) -> Deployment:
+def _run_args(sec: Section) -> tuple[str, ...]:
+    """``run: {args: [...]}``: extra docker run flags (mounts, env, ports) for containers from the images."""
+    run = sec.section("run")
+    run.reject_unknown(["args"])
+    args = run.raw("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in args):
+        raise run.error("key 'run.args' must be a list of docker run arguments, e.g. [-e, FOO=1, -v, /data:/data]", "args")
+    return tuple(str(a) for a in args)
+
+
+def _timeout(sec: Section, key: str, default: float) -> float:
+    value = sec.raw(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise sec.error(f"key '{sec.dotted(key)}' must be a positive number of seconds, not {value!r}", key)
+    return float(value)
+
+
+def _deployment(folder: Path, settings: Settings) -> Deployment:
     path = folder / "deployment.yaml"
     sec = Section(path, load_yaml(path))
-    sec.reject_unknown(["repo", "dockerfile", "trailer", "build_args", "test", "freeze", "registry"])
+    sec.reject_unknown(
+        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run"]
+    )
     name = folder.name
     repo = sec.str("repo", name)
     assert repo is not None
@@ -316,5 +339,7 @@ def _deployment(folder: Path, default_registry: Registry) -> Deployment:
         build_args=build_args,
         test=sec.str("test", "/opt/environments/test") or "",
         freeze=sec.str("freeze", "/opt/env-frozen") or "",
-        registry=_registry(sec.section("registry"), required=False) or default_registry,
+        registry=_registry(sec.section("registry"), required=False) or settings.registry,
+        run_args=settings.run_args + _run_args(sec),
+        test_timeout=_timeout(sec, "test_timeout", 1800.0),
     )

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -165,6 +166,38 @@ class Engine:
             raise PipelineError(f"docker import did not return an image ID: {answer!r:.200}")
         return image_id
 
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """The image's layers, newest first, as the Engine API reports them (Id, Created, CreatedBy, Size, Tags).
+
+        Raises:
+            ImageNotFound: the image does not exist.
+        """
+        with self._call(f"history of {ref}"):
+            return list(self.api.history(ref))
+
+    def copy_from_image(self, ref: str, path: str, dest: Path) -> list[Path]:
+        """Copy ``path`` (file or directory) out of the image into the directory ``dest``.
+
+        A stopped container is created for the copy and always removed.  Returns
+        the top-level paths written.
+
+        Raises:
+            ImageNotFound: the image does not exist, or ``path`` is not in it.
+        """
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._call(f"create a container from {ref}"):
+            container = self.api.create_container(ref, command=["true"], labels={"pipeline.copy": "1"})["Id"]
+        try:
+            try:
+                with self._call(f"read {path} in {ref}"):
+                    stream, _ = self.api.get_archive(container, path)
+                    return _extract(stream, dest)
+            except ImageNotFound:
+                raise ImageNotFound(f"{path} is not in image {ref}") from None
+        finally:
+            with self._call(f"remove container {container[:12]}"):
+                self.api.remove_container(container, force=True)
+
     # -- builds ---------------------------------------------------------------------------
 
     def build(self, req: BuildRequest, *, buildkit_cli: str | None = None) -> str:
@@ -276,6 +309,18 @@ def _cli_supports_buildkit(cli: str) -> bool:
         return False
     major = version.split(".", 1)[0]
     return major.isdigit() and int(major) < 23
+
+
+def _extract(chunks: Iterable[bytes], dest: Path) -> list[Path]:
+    """Unpack a tar stream safely into ``dest`` (no absolute paths, no escaping links)."""
+    with tempfile.TemporaryFile() as buffer:
+        for chunk in chunks:
+            buffer.write(chunk)
+        buffer.seek(0)
+        with tarfile.open(fileobj=buffer) as archive:
+            members = archive.getmembers()
+            archive.extractall(dest, filter="data")
+    return sorted({dest / Path(m.name).parts[0] for m in members if m.name and m.name != "."})
 
 
 def _failure(task: str, step: str, detail: str, recent: Iterable[str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     hint: str = "",
+    timeout: float | None = None,
 ) -> CommandResult:
     """Run ``args`` with stdout and stderr merged.
 
@@ -46,9 +48,10 @@ def run(
         check: raise on a non-zero exit.
         env: the full environment of the child (default: inherited).
         hint: appended to the error when the program is missing, e.g. the install command.
+        timeout: seconds after which the command is stopped (SIGTERM, then SIGKILL) and fails.
 
     Raises:
-        CommandFailed: the program is missing or (with ``check``) exited non-zero.
+        CommandFailed: the program is missing, timed out or (with ``check``) exited non-zero.
     """
     argv = tuple(str(a) for a in args)
     log.info("$ %s", shlex.join(argv))
@@ -69,6 +72,16 @@ def run(
         raise CommandFailed(f"{argv[0]}: command not found{'; ' + hint if hint else ''}") from None
     except PermissionError:
         raise CommandFailed(f"{argv[0]}: permission denied") from None
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        _stop(proc)
+
+    timer = threading.Timer(timeout, on_timeout) if timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -78,18 +91,29 @@ def run(
         returncode = proc.wait()
     except BaseException:
         # Ctrl-C / SIGTERM: do not leave the child running behind us.
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         raise
+    finally:
+        if timer:
+            timer.cancel()
     result = CommandResult(argv, returncode, "\n".join(lines) + ("\n" if lines else ""))
+    if timed_out.is_set():
+        raise CommandFailed(f"`{shlex.join(argv)}` timed out after {timeout:g} s; last output:\n{_indent(result.tail())}")
     if check and returncode != 0:
         raise CommandFailed(
             f"`{shlex.join(argv)}` exited with {returncode}; last output:\n{_indent(result.tail())}"
         )
     return result
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _indent(text: str) -> str:
