@@ -1,8 +1,10 @@
-"""doit console reporter: takes the run lock, turns SIGTERM into Ctrl-C, prints failures compactly."""
+"""doit console reporter: the run lock, SIGTERM as Ctrl-C, compact failures and a summary table."""
 
 from __future__ import annotations
 
 import signal
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from doit.exceptions import InvalidTask, TaskFailed
@@ -10,29 +12,107 @@ from doit.reporter import ConsoleReporter
 
 from pipeline import lock
 from pipeline.errors import LockTimeout
+from pipeline.units import human_size
+
+# Tasks that only look at images or run long interactive containers: they must not hold the
+# run lock (a developer's `doit sh:demo` would otherwise block every other run in the checkout).
+LOCK_FREE = frozenset(
+    {"exec", "sh", "root_sh", "dev", "run_lab", "cp", "env_list", "env_export", "history", "graph"}
+)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@dataclass
+class _Row:
+    name: str
+    result: str
+    seconds: float | None = None
+    task: Any = None  # read its values at the end: doit sets them after skip_uptodate
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(getattr(self.task, "values", None) or {})
+
+
 class PipelineReporter(ConsoleReporter):
     """doit's console conventions (`.  task` ran, `-- task` up to date) plus the pipeline's needs."""
 
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self._rows: dict[str, _Row] = {}
+        self._started: dict[str, float] = {}
+
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
-        # Runs only for commands that execute tasks (not for list or info), before any state is read.
-        try:
-            lock.acquire()
-        except LockTimeout as exc:
-            raise InvalidTask(str(exc)) from None
+        # Runs only for commands that execute tasks (not list or info), before any state is read.
+        if not all(name.split(":", 1)[0] in LOCK_FREE for name in selected_tasks or ()):
+            try:
+                lock.acquire()
+            except LockTimeout as exc:
+                raise InvalidTask(str(exc)) from None
         # A cancelled CI job sends SIGTERM: unwind like Ctrl-C so child processes are stopped
         # and doit keeps the state of the tasks that finished.
         signal.signal(signal.SIGTERM, _interrupt)
         super().initialize(tasks, selected_tasks)
 
+    def execute_task(self, task: Any) -> None:
+        self._started[task.name] = time.monotonic()
+        super().execute_task(task)
+
+    def add_success(self, task: Any) -> None:
+        self._record(task, "ran")
+        super().add_success(task)
+
+    def skip_uptodate(self, task: Any) -> None:
+        self._record(task, "up to date")
+        super().skip_uptodate(task)
+
     def add_failure(self, task: Any, fail: Any) -> None:
+        self._record(task, "FAILED")
         if isinstance(fail, TaskFailed) and fail.report:
             # A known error: its message names the task and what to do; no traceback.
             self.write(f"ERROR: {fail.message}\n")
             return
         super().add_failure(task, fail)
+
+    def _record(self, task: Any, result: str) -> None:
+        if not task.actions or task.name.startswith("_"):
+            return
+        started = self._started.get(task.name)
+        seconds = time.monotonic() - started if started is not None else None
+        self._rows[task.name] = _Row(task.name, result, seconds, task)
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        if self._rows:
+            self.write(summary_table(list(self._rows.values())))
+
+
+def summary_table(rows: list[_Row]) -> str:
+    """One line per stage of the run: result, duration and, for image stages, the size and its change."""
+    width = max(len("stage"), *(len(r.name) for r in rows))
+    lines = ["", f"{'stage':<{width}}  {'result':<10}  {'time':>8}  image size"]
+    for row in rows:
+        seconds = f"{row.seconds:.1f} s" if row.seconds is not None else "-"
+        lines.append(f"{row.name:<{width}}  {row.result:<10}  {seconds:>8}  {_size(row)}".rstrip())
+    failed = sum(r.result == "FAILED" for r in rows)
+    ran = sum(r.result == "ran" for r in rows)
+    lines.append(f"{len(rows)} stages: {ran} ran, {len(rows) - ran - failed} up to date, {failed} failed")
+    return "\n".join(lines) + "\n"
+
+
+def _size(row: _Row) -> str:
+    values = row.values
+    size = values.get("size")
+    if not isinstance(size, int) or not size:
+        return ""
+    text = human_size(size)
+    previous = values.get("previous_size")
+    if row.result == "ran" and values.get("built") and isinstance(previous, int) and previous:
+        delta = size - previous
+        text += f" ({'+' if delta >= 0 else '-'}{human_size(abs(delta))})"
+    elif row.result == "ran" and values.get("built"):
+        text += " (new)"
+    return text

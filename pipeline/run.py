@@ -54,8 +54,8 @@ def run(
         CommandFailed: the program is missing, timed out or (with ``check``) exited non-zero.
     """
     argv = tuple(str(a) for a in args)
-    log.info("$ %s", shlex.join(argv))
     level = logging.INFO if stream else logging.DEBUG
+    log.log(level, "$ %s", shlex.join(argv))
     lines: list[str] = []
     try:
         proc = subprocess.Popen(  # noqa: S603 - argument list, no shell

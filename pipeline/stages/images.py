@@ -108,4 +108,6 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     keystore.save(settings.build_dir, spec.task, key)
     seconds = time.monotonic() - started
     log.info("%s: tagged %s (%s) in %.1f s", spec.task, spec.ref, short(image_id), seconds)
-    return ImageResult(spec.task, spec.ref, image_id, key.digest, True, seconds, built.size)
+    return ImageResult(
+        spec.task, spec.ref, image_id, key.digest, True, seconds, built.size, existing.size if existing else 0
+    )

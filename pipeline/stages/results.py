@@ -15,10 +15,18 @@ class ImageResult:
     built: bool
     seconds: float
     size: int = 0
+    previous_size: int = 0  # of the image the tag pointed to before this build (0: none)
 
     def values(self) -> dict[str, Any]:
         """What the doit task saves (readable by later tasks through getargs)."""
-        return {"image": self.image_id, "ref": self.ref, "inputs": self.inputs, "built": self.built, "size": self.size}
+        return {
+            "image": self.image_id,
+            "ref": self.ref,
+            "inputs": self.inputs,
+            "built": self.built,
+            "size": self.size,
+            "previous_size": self.previous_size,
+        }
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,10 @@ def build_root(settings: Settings, engine: Engine, hasher: FileHasher) -> ImageR
     engine.tag(image_id, settings.root_ref)
     keystore.save(settings.build_dir, TASK, key)
     info = engine.require(settings.root_ref, "the root image vanished right after tagging")
-    return ImageResult(TASK, settings.root_ref, image_id, key.digest, True, time.monotonic() - started, info.size)
+    seconds = time.monotonic() - started
+    return ImageResult(
+        TASK, settings.root_ref, image_id, key.digest, True, seconds, info.size, existing.size if existing else 0
+    )
 
 
 def _label_changes(labels: dict[str, str]) -> list[str]:

@@ -1,9 +1,93 @@
-"""The graph task (placeholder: being implemented)."""
+"""The graph task: the selected deployments' DAG as DOT/SVG/PNG, stale stages marked.
+
+It reads the same task dicts and up-to-date checks that doit runs, so the
+picture cannot drift from the DAG.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from pipeline.dot import Node, propagate, write_graph
+from pipeline.tasks import context, images, inspect
+from pipeline.tasks.boundary import stage_action
+from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.context import Context
+
+log = logging.getLogger(__name__)
+
+GENERATORS = (
+    lambda: [images.certs_task() | {"name": "certs"}],
+    lambda: [images.root_task() | {"name": "root"}],
+    images.chain_tasks,
+    images.dockerfile_tasks,
+    images.build_tasks,
+    inspect.test_tasks,
+    inspect.freeze_tasks,
+    inspect.manifest_tasks,
+)
+
+
+def dag_tasks() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(full task name, task dict) for every stage of the DAG, group entries skipped."""
+    for generate in GENERATORS:
+        for entry in generate():
+            name = entry.get("name")
+            if not name or not entry.get("actions"):
+                continue
+            basename = entry.get("basename")
+            yield (f"{basename}:{name}" if basename else name), entry
+
+
+def evaluate(entries: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Node]:
+    nodes: dict[str, Node] = {}
+    for name, entry in entries:
+        checks = [c for c in entry.get("uptodate", []) if isinstance(c, StageCheck)]
+        results = [(check(None, {}), repr(check)) for check in checks]
+        stale = [reason for ok, reason in results if not ok]
+        if not checks:
+            state, reason = "unknown", "no up-to-date check"
+        elif stale:
+            state, reason = "stale", "; ".join(stale)
+        else:
+            state, reason = "current", results[0][1]
+        deps = tuple(dict.fromkeys(entry.get("task_dep", [])))
+        nodes[name] = Node(name, state, reason, deps)
+    return propagate(nodes)
+
+
+@stage_action(lambda: "graph")
+def graph_action(ctx: Context) -> Any:
+    nodes = evaluate(dag_tasks())
+    title = f"{ctx.settings.namespace} ({ctx.settings.environment}): " + ", ".join(
+        d.name for d in ctx.settings.deployments
+    )
+    written = write_graph(list(nodes.values()), title, ctx.settings.build_dir / "graph")
+    for node in nodes.values():
+        if node.state != "current":
+            log.info("%-24s %s: %s", node.name, node.state, node.reason)
+    stale = sum(n.state == "stale" for n in nodes.values())
+    log.info("%d stages, %d stale; wrote %s", len(nodes), stale, ", ".join(str(p) for p in written))
+    return GraphResult(len(nodes), stale)
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    stages: int
+    stale: int
+
+    def values(self) -> dict[str, Any]:
+        return {"stages": self.stages, "stale": self.stale}
 
 
 def graph_task() -> dict[str, Any]:
-    return {"actions": None, "doc": "not implemented yet"}
+    context.get()
+    return {
+        "doc": "write build/graph/dag.dot (+ .svg/.png with Graphviz), stale stages marked",
+        "actions": [(graph_action, [])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
