@@ -1,7 +1,7 @@
 """doit entry point: DOIT_CONFIG and task generators only. The work lives in pipeline/."""
 
 from pipeline.reporter import PipelineReporter
-from pipeline.tasks import graph, hands_on, images, inspect
+from pipeline.tasks import graph, hands_on, images, inspect, publish, slim, sources
 
 DOIT_CONFIG = {
     "backend": "sqlite3",
@@ -52,6 +52,43 @@ def task_freeze():
 def task_manifest():
     """Write build/manifests/NAME.yaml: image, inputs, OS, packages."""
     yield from inspect.manifest_tasks()
+
+
+# -- registries and CI ----------------------------------------------------------------------
+
+def task_login():
+    """docker login to the registries the selected deployments use."""
+    return publish.login_task()
+
+
+def task_push():
+    """Push each mission image at its build tag, unless the registry already holds it."""
+    yield from publish.push_tasks()
+
+
+def task_promote():
+    """Add the promoted tag to the pushed manifest, registry-side (--from TAG --to TAG)."""
+    yield from publish.promote_tasks()
+
+
+def task_pull():
+    """Pull a deployment's image by tag or digest (--ref)."""
+    yield from publish.pull_tasks()
+
+
+def task_delete():
+    """Delete tags or digests from the registry: doit delete:NAME -- TAG|DIGEST ..."""
+    yield from publish.delete_tasks()
+
+
+def task_release():
+    """Tag the promoted images and the git commit: doit release -- v1.2.3."""
+    return publish.release_task()
+
+
+def task_image_all():
+    """CI: build, test, push and promote each selected deployment."""
+    yield from publish.image_all_tasks()
 
 
 # -- views (run when asked, never cached) ---------------------------------------------------
@@ -106,3 +143,72 @@ def task_env_list():
 def task_env_export():
     """Print one environment's pinned spec: doit env_export:NAME -- ENV."""
     yield from hands_on.env_export_tasks()
+
+
+# -- patching and squashing ------------------------------------------------------------------
+
+def task_patch():
+    """Run a script as root in a container and commit it as the new image (history kept inside)."""
+    yield from slim.patch_tasks()
+
+
+def task_patch_os():
+    """Patch with the shipped OS-upgrade script."""
+    yield from slim.patch_os_tasks()
+
+
+def task_patch_ssl():
+    """Patch a CA bundle into the image's trust store."""
+    yield from slim.patch_ssl_tasks()
+
+
+def task_patch_history():
+    """List the patches recorded in an image."""
+    yield from slim.patch_history_tasks()
+
+
+def task_crosslink():
+    """Hard-link duplicate files inside the image and commit the result."""
+    yield from slim.crosslink_tasks()
+
+
+def task_export():
+    """Stream the crosslinked container's file system into docker import (with export:NAME)."""
+    yield from slim.export_tasks()
+
+
+def task_import():
+    """Create the single-layer image from the export, configuration restored."""
+    yield from slim.import_tasks()
+
+
+def task_squash():
+    """crosslink -> export -> import, verified before the tag moves."""
+    yield from slim.squash_tasks()
+
+
+# -- source scanning and secrets ----------------------------------------------------------------
+
+def task_sscan():
+    """Scan the project's and deployments' sources: yaml, lint, bandit, deps."""
+    yield from sources.sscan_tasks()
+
+
+def task_secrets_clone():
+    """Clone a deployment's secrets repository under deployments/NAME/secrets/."""
+    yield from sources.secrets_clone_tasks()
+
+
+def task_secrets_edit():
+    """Decrypt ENVIRONMENT.yaml into $EDITOR, re-encrypt and commit."""
+    yield from sources.secrets_edit_tasks()
+
+
+def task_secrets_cat():
+    """Print the decrypted ENVIRONMENT.yaml to stdout."""
+    yield from sources.secrets_cat_tasks()
+
+
+def task_secrets_push():
+    """Push the secrets repository's commits."""
+    yield from sources.secrets_push_tasks()

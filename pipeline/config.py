@@ -9,119 +9,21 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.config_parts import parse_registry, parse_release, parse_run_args, parse_tags
+from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.section import Section, parse_bool
 from pipeline.yamlfile import display, load_yaml
 
 ENVIRONMENTS = ("sandbox", "dev", "test", "prod")
 ROOT_KINDS = ("image", "rootfs", "bootstrap")
-REGISTRY_KINDS = ("generic", "ecr")
 # Overrides that may come from `doit key=value` or PIPELINE_KEY environment variables.
 OVERRIDE_KEYS = ("deployment", "environment", "frozen")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    suite: str
-    mirror: str
-    variant: str
-    include: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Root:
-    """Exactly one of ``image``, ``rootfs`` or ``bootstrap`` is set."""
-
-    image: str | None = None
-    rootfs: Path | None = None
-    bootstrap: Bootstrap | None = None
-
-    @property
-    def kind(self) -> str:
-        return "image" if self.image else "rootfs" if self.rootfs else "bootstrap"
-
-
-@dataclass(frozen=True)
-class Certs:
-    source: str  # "auto" or an absolute path
-    target: Path
-
-
-@dataclass(frozen=True)
-class Layer:
-    name: str
-    dockerfile: Path
-    context: Path
-
-
-@dataclass(frozen=True)
-class Registry:
-    kind: str
-    host: str
-    insecure: bool = False
-    account: str | None = None
-    region: str | None = None
-    role_arn: str | None = None
-    endpoint_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Deployment:
-    name: str
-    folder: Path
-    repo: str
-    dockerfile: Path
-    trailer: bool
-    build_args: Mapping[str, str]
-    test: str
-    freeze: str
-    registry: Registry
-    run_args: tuple[str, ...] = ()  # docker run flags: pipeline.yaml's run.args, then this deployment's
-    test_timeout: float = 1800.0
-
-    def image_ref(self, environment: str) -> str:
-        """The mission image's local tag, already its full registry reference."""
-        return f"{self.registry.host}/{self.repo}:unscanned-latest-{environment}"
-
-
-@dataclass(frozen=True)
-class Settings:
-    deployments_dir: Path
-    build_dir: Path
-    environment: str
-    frozen: bool
-    buildkit: bool
-    namespace: str
-    root: Root
-    certs: Certs
-    chain: tuple[Layer, ...]
-    trailer: Path | None
-    registry: Registry
-    run_args: tuple[str, ...] = ()
-    deployments: tuple[Deployment, ...] = field(default_factory=tuple)
-
-    @property
-    def root_ref(self) -> str:
-        return f"{self.namespace}/root:latest"
-
-    def layer_ref(self, layer: Layer) -> str:
-        return f"{self.namespace}/{layer.name}:latest"
-
-    @property
-    def top_ref(self) -> str:
-        """The image every mission image is built FROM: the last chain layer, or the root."""
-        return self.layer_ref(self.chain[-1]) if self.chain else self.root_ref
-
-    def deployment(self, name: str) -> Deployment:
-        for dep in self.deployments:
-            if dep.name == name:
-                return dep
-        raise ConfigError(f"unknown deployment '{name}'; selected: {', '.join(d.name for d in self.deployments)}")
 
 
 def collect_overrides(doit_vars: Mapping[str, str | None], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -150,7 +52,8 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     path = deployments_dir / "pipeline.yaml"
     top = Section(path, load_yaml(path))
     top.reject_unknown(
-        ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run"]
+        ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run",
+         "release"]
     )
     environment = top.choice("environment", ENVIRONMENTS, "sandbox")
     if "environment" in overrides:
@@ -172,8 +75,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     assert namespace is not None
     if not _REPO.match(namespace):
         raise top.error(f"key 'namespace' is {namespace!r}; use lowercase letters, digits, '.', '_' or '-'", "namespace")
-    registry = _registry(top.section("registry"), required=True)
-    assert registry is not None
+    registry = parse_registry(top.section("registry")) or Registry(kind="generic", host="localhost")
     settings = Settings(
         deployments_dir=deployments_dir,
         build_dir=(build_dir or deployments_dir.parent / "build").resolve(),
@@ -186,7 +88,8 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         chain=_chain(top, deployments_dir),
         trailer=top.file("trailer", deployments_dir, required=False),
         registry=registry,
-        run_args=_run_args(top),
+        run_args=parse_run_args(top),
+        release=parse_release(top.section("release")),
     )
     deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
     return replace(settings, deployments=deployments)
@@ -246,28 +149,6 @@ def _chain(top: Section, base: Path) -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def _registry(sec: Section, *, required: bool) -> Registry | None:
-    if not sec.data:
-        if required:
-            return Registry(kind="generic", host="localhost")
-        return None
-    kind = sec.choice("kind", REGISTRY_KINDS, "generic")
-    if kind == "generic":
-        sec.reject_unknown(["kind", "host", "insecure"])
-        return Registry(kind=kind, host=sec.req("host"), insecure=sec.bool("insecure", False))
-    sec.reject_unknown(["kind", "host", "account", "region", "role_arn", "endpoint_url"])
-    account, region = sec.req("account"), sec.req("region")
-    host = sec.str("host") or f"{account}.dkr.ecr.{region}.amazonaws.com"
-    return Registry(
-        kind=kind,
-        host=host,
-        account=account,
-        region=region,
-        role_arn=sec.str("role_arn"),
-        endpoint_url=sec.str("endpoint_url"),
-    )
-
-
 def _select(base: Path, overrides: Mapping[str, str]) -> list[Path]:
     available = sorted(p.parent for p in base.glob("*/deployment.yaml"))
     names = [p.name for p in available]
@@ -287,28 +168,11 @@ def _select(base: Path, overrides: Mapping[str, str]) -> list[Path]:
     return chosen
 
 
-def _run_args(sec: Section) -> tuple[str, ...]:
-    """``run: {args: [...]}``: extra docker run flags (mounts, env, ports) for containers from the images."""
-    run = sec.section("run")
-    run.reject_unknown(["args"])
-    args = run.raw("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in args):
-        raise run.error("key 'run.args' must be a list of docker run arguments, e.g. [-e, FOO=1, -v, /data:/data]", "args")
-    return tuple(str(a) for a in args)
-
-
-def _timeout(sec: Section, key: str, default: float) -> float:
-    value = sec.raw(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise sec.error(f"key '{sec.dotted(key)}' must be a positive number of seconds, not {value!r}", key)
-    return float(value)
-
-
 def _deployment(folder: Path, settings: Settings) -> Deployment:
     path = folder / "deployment.yaml"
     sec = Section(path, load_yaml(path))
     sec.reject_unknown(
-        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run"]
+        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run", "tags"]
     )
     name = folder.name
     repo = sec.str("repo", name)
@@ -339,7 +203,8 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
         build_args=build_args,
         test=sec.str("test", "/opt/environments/test") or "",
         freeze=sec.str("freeze", "/opt/env-frozen") or "",
-        registry=_registry(sec.section("registry"), required=False) or settings.registry,
-        run_args=settings.run_args + _run_args(sec),
-        test_timeout=_timeout(sec, "test_timeout", 1800.0),
+        registry=parse_registry(sec.section("registry")) or settings.registry,
+        run_args=settings.run_args + parse_run_args(sec),
+        test_timeout=sec.number("test_timeout", 1800.0),
+        tags=parse_tags(sec.section("tags")),
     )

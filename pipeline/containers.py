@@ -123,8 +123,10 @@ def run_captured(spec: ContainerSpec, *, timeout: float | None = None, stream: b
     """
     name = spec.name or unique_name("pipeline")
     named = ContainerSpec(**{**spec.__dict__, "name": name})
+    # On Ctrl-C, remove the container first: its PID 1 may ignore the signal docker forwards.
+    stop = None if spec.keep else (lambda: remove(name))
     try:
-        return run(run_argv(named), stream=stream, check=False, timeout=timeout)
+        return run(run_argv(named), stream=stream, check=False, timeout=timeout, on_interrupt=stop)
     finally:
         if not spec.keep:
             remove(name)

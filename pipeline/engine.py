@@ -27,7 +27,7 @@ import docker
 import requests
 from docker.utils import parse_repository_tag
 
-from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError
+from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError, RegistryError
 from pipeline.run import run
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ class Engine:
         with self._call(f"tag {image_id[:19]} as {ref}"):
             self.api.tag(image_id, repo, tag or "latest", force=True)
 
-    def pull(self, ref: str) -> ImageInfo:
-        """Pull ``ref``, reading errors out of the progress stream.
+    def pull(self, ref: str, auth: Mapping[str, str] | None = None) -> ImageInfo:
+        """Pull ``ref`` (tag or ``@digest``), reading errors out of the progress stream.
 
         Raises:
             ImageNotFound: the registry refused or does not have it.
@@ -146,13 +146,42 @@ class Engine:
         repo, tag = parse_repository_tag(ref)
         log.info("pulling %s", ref)
         with self._call(f"pull {ref}"):
-            for event in self.api.pull(repo, tag or "latest", stream=True, decode=True):
+            kwargs: dict[str, Any] = {"stream": True, "decode": True}
+            if auth:
+                kwargs["auth_config"] = dict(auth)
+            for event in self.api.pull(repo, tag or "latest", **kwargs):
                 if "error" in event:
-                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                    raise ImageNotFound(f"cannot pull {ref}: {detail}")
+                    raise ImageNotFound(f"cannot pull {ref}: {_stream_error(event)}")
                 if event.get("status") and not event.get("progressDetail"):
                     log.debug("%s", event["status"])
         return self.require(ref, "the pull reported success but the image is absent")
+
+    def push(self, ref: str, auth: Mapping[str, str] | None = None) -> str:
+        """Push ``ref``; returns the digest the registry reports.
+
+        The SDK does not raise on a failed push: the error arrives in the stream, so it is read here.
+
+        Raises:
+            RegistryError: with the registry's own message.
+        """
+        repo, tag = parse_repository_tag(ref)
+        digest = ""
+        with self._call(f"push {ref}"):
+            kwargs: dict[str, Any] = {"stream": True, "decode": True}
+            if auth:
+                kwargs["auth_config"] = dict(auth)
+            for event in self.api.push(repo, tag, **kwargs):
+                if "error" in event or "errorDetail" in event:
+                    raise RegistryError(f"push {ref}: {_stream_error(event)}")
+                aux = event.get("aux") or {}
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = aux["Digest"]
+                status = event.get("status")
+                if status and not event.get("progressDetail"):
+                    log.info("%s%s", f"{event['id']}: " if event.get("id") else "", status)
+        if not digest:
+            raise RegistryError(f"push {ref}: the engine reported no digest")
+        return digest
 
     def import_tar(self, source: str | IO[bytes] | Iterable[bytes], changes: list[str]) -> str:
         """``docker import`` a root file system tarball (path or stream); returns the untagged image ID."""
@@ -231,9 +260,8 @@ class Engine:
                 decode=True,
             )
             for event in stream:
-                if "error" in event:
-                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
-                    raise BuildFailed(_failure(task, step, detail, recent))
+                if "error" in event or "errorDetail" in event:
+                    raise BuildFailed(_failure(task, step, _stream_error(event), recent))
                 text = event.get("stream")
                 if text:
                     for line in _ANSI.sub("", text).rstrip("\n").split("\n"):
@@ -321,6 +349,11 @@ def _extract(chunks: Iterable[bytes], dest: Path) -> list[Path]:
             members = archive.getmembers()
             archive.extractall(dest, filter="data")
     return sorted({dest / Path(m.name).parts[0] for m in members if m.name and m.name != "."})
+
+
+def _stream_error(event: Mapping[str, Any]) -> str:
+    detail = event.get("errorDetail") or {}
+    return str(detail.get("message") or event.get("error") or "unknown error").strip()
 
 
 def _failure(task: str, step: str, detail: str, recent: Iterable[str]) -> str:

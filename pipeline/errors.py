@@ -34,5 +34,21 @@ class CommandFailed(PipelineError):
     """An external command exited non-zero or could not be started."""
 
 
+class CommandTimedOut(CommandFailed):
+    """An external command was stopped because it ran longer than its timeout."""
+
+
 class LockTimeout(PipelineError):
     """Another pipeline run holds the project lock for too long."""
+
+
+class RegistryError(PipelineError):
+    """A registry (OCI Distribution or ECR) refused a request."""
+
+
+class RegistryUnavailable(RegistryError):
+    """A registry or its control plane cannot be reached, after bounded retries."""
+
+
+class RegistryAuthError(RegistryError):
+    """A registry refused the credentials (401) or the operation (403)."""

@@ -10,11 +10,11 @@ import logging
 import shlex
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import CommandFailed
+from pipeline.errors import CommandFailed, CommandTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def run(
     cwd: Path | None = None,
     hint: str = "",
     timeout: float | None = None,
+    stdin_text: str | None = None,
+    on_interrupt: Callable[[], None] | None = None,
 ) -> CommandResult:
     """Run ``args`` with stdout and stderr merged.
 
@@ -49,9 +51,11 @@ def run(
         env: the full environment of the child (default: inherited).
         hint: appended to the error when the program is missing, e.g. the install command.
         timeout: seconds after which the command is stopped (SIGTERM, then SIGKILL) and fails.
+        stdin_text: fed to the command's stdin (never logged: use it for secrets).
+        on_interrupt: called on Ctrl-C / SIGTERM before the child is stopped (e.g. remove its container).
 
     Raises:
-        CommandFailed: the program is missing, timed out or (with ``check``) exited non-zero.
+        CommandFailed: the program is missing, timed out (CommandTimedOut) or (with ``check``) exited non-zero.
     """
     argv = tuple(str(a) for a in args)
     level = logging.INFO if stream else logging.DEBUG
@@ -62,7 +66,7 @@ def run(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             cwd=cwd,
             text=True,
@@ -83,6 +87,10 @@ def run(
         timer.daemon = True
         timer.start()
     try:
+        if stdin_text is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin_text)
+            proc.stdin.close()
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
@@ -91,6 +99,8 @@ def run(
         returncode = proc.wait()
     except BaseException:
         # Ctrl-C / SIGTERM: do not leave the child running behind us.
+        if on_interrupt is not None:
+            on_interrupt()
         _stop(proc)
         raise
     finally:
@@ -98,7 +108,7 @@ def run(
             timer.cancel()
     result = CommandResult(argv, returncode, "\n".join(lines) + ("\n" if lines else ""))
     if timed_out.is_set():
-        raise CommandFailed(f"`{shlex.join(argv)}` timed out after {timeout:g} s; last output:\n{_indent(result.tail())}")
+        raise CommandTimedOut(f"`{shlex.join(argv)}` timed out after {timeout:g} s; last output:\n{_indent(result.tail())}")
     if check and returncode != 0:
         raise CommandFailed(
             f"`{shlex.join(argv)}` exited with {returncode}; last output:\n{_indent(result.tail())}"

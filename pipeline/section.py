@@ -85,6 +85,19 @@ class Section:
             raise self.error(f"key '{self.dotted(key)}' must be true or false, not {value!r}", key)
         return parsed
 
+    def number(self, key: str, default: float, *, integer: bool = False, minimum: float = 0.0) -> float:
+        """A number > ``minimum`` (or >= 0 for integers)."""
+        value = self.data.get(key)
+        if value is None:
+            return default
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (isinstance(value, int) if integer else True)
+        ok = ok and (value >= minimum if integer else value > minimum)
+        if not ok:
+            what = "a whole number" if integer else "a positive number"
+            raise self.error(f"key '{self.dotted(key)}' must be {what}, not {value!r}", key)
+        return value
+
     def choice(self, key: str, choices: Iterable[str], default: str) -> str:
         choices = list(choices)
         value = self.str(key, default)

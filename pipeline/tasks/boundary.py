@@ -25,12 +25,13 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def action(*args: Any) -> dict[str, Any] | TaskFailed:
+        def action(*args: Any, **kwargs: Any) -> dict[str, Any] | TaskFailed:
+            # kwargs: a task's pos_arg and params, which doit passes by name
             ctx = context.get()
             name = task_name(*args)
             with task_log(ctx.settings.build_dir, name) as logfile:
                 try:
-                    result = fn(ctx, *args)
+                    result = fn(ctx, *args, **kwargs)
                 except PipelineError as exc:
                     log.debug("%s failed: %s", name, exc)
                     return TaskFailed(f"{name}: {exc}\n  (full log: {logfile})")

@@ -17,17 +17,23 @@ from pipeline.tasks import context
 
 
 class StageCheck:
-    """An uptodate item: ``fn(ctx, *args) -> Freshness``."""
+    """An uptodate item: ``fn(ctx, *args, **options) -> Freshness``.
 
-    def __init__(self, what: str, fn: Callable[..., Freshness], *args: Any) -> None:
+    With ``with_options`` the task's command-line params (e.g. ``--from``/``--to``)
+    are passed too, so the check judges what the action will be asked to do.
+    """
+
+    def __init__(self, what: str, fn: Callable[..., Freshness], *args: Any, with_options: bool = False) -> None:
         self.what = what
         self.fn = fn
         self.args = args
+        self.with_options = with_options
         self.reason = f"{what}: not checked yet"
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        options = dict(getattr(task, "options", None) or {}) if self.with_options else {}
         try:
-            fresh = self.fn(context.get(), *self.args)
+            fresh = self.fn(context.get(), *self.args, **options)
         except PipelineError as exc:
             self.reason = f"cannot tell whether {self.what} is current: {exc}"
             return False

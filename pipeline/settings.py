@@ -1,0 +1,138 @@
+"""The configuration model: frozen dataclasses built once by pipeline.config.load."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    suite: str
+    mirror: str
+    variant: str
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Root:
+    """Exactly one of ``image``, ``rootfs`` or ``bootstrap`` is set."""
+
+    image: str | None = None
+    rootfs: Path | None = None
+    bootstrap: Bootstrap | None = None
+
+    @property
+    def kind(self) -> str:
+        return "image" if self.image else "rootfs" if self.rootfs else "bootstrap"
+
+
+@dataclass(frozen=True)
+class Certs:
+    source: str  # "auto" or an absolute path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    dockerfile: Path
+    context: Path
+
+
+@dataclass(frozen=True)
+class Registry:
+    kind: str
+    host: str
+    insecure: bool = False
+    account: str | None = None
+    region: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+    sts_endpoint_url: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    retries: int = 4
+    backoff: float = 1.0
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Registry tag templates; ``{environment}`` is replaced."""
+
+    build: str = "unscanned-latest-{environment}"
+    promoted: str = "latest-{environment}"
+
+
+@dataclass(frozen=True)
+class Release:
+    branch: str = "main"
+    push_tag: bool = True
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    folder: Path
+    repo: str
+    dockerfile: Path
+    trailer: bool
+    build_args: Mapping[str, str]
+    test: str
+    freeze: str
+    registry: Registry
+    run_args: tuple[str, ...] = ()  # docker run flags: pipeline.yaml's run.args, then this deployment's
+    test_timeout: float = 1800.0
+    tags: Tags = field(default_factory=Tags)
+
+    @property
+    def repository(self) -> str:
+        """HOST/REPO in the deployment's registry."""
+        return f"{self.registry.host}/{self.repo}"
+
+    def tag(self, which: str, environment: str) -> str:
+        """The ``build`` or ``promoted`` tag for ``environment``."""
+        return str(getattr(self.tags, which)).replace("{environment}", environment)
+
+    def image_ref(self, environment: str) -> str:
+        """The mission image's local tag, already its full registry reference."""
+        return f"{self.repository}:{self.tag('build', environment)}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    deployments_dir: Path
+    build_dir: Path
+    environment: str
+    frozen: bool
+    buildkit: bool
+    namespace: str
+    root: Root
+    certs: Certs
+    chain: tuple[Layer, ...]
+    trailer: Path | None
+    registry: Registry
+    run_args: tuple[str, ...] = ()
+    release: Release = field(default_factory=Release)
+    deployments: tuple[Deployment, ...] = field(default_factory=tuple)
+
+    @property
+    def root_ref(self) -> str:
+        return f"{self.namespace}/root:latest"
+
+    def layer_ref(self, layer: Layer) -> str:
+        return f"{self.namespace}/{layer.name}:latest"
+
+    @property
+    def top_ref(self) -> str:
+        """The image every mission image is built FROM: the last chain layer, or the root."""
+        return self.layer_ref(self.chain[-1]) if self.chain else self.root_ref
+
+    def deployment(self, name: str) -> Deployment:
+        for dep in self.deployments:
+            if dep.name == name:
+                return dep
+        raise ConfigError(f"unknown deployment '{name}'; selected: {', '.join(d.name for d in self.deployments)}")

@@ -1,0 +1,204 @@
+"""Registry stages: login, push, promote, pull and delete of the mission images."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.containers import docker_cli
+from pipeline.engine import Engine
+from pipeline.errors import CommandFailed, RegistryAuthError, RegistryError
+from pipeline.files import write_text
+from pipeline.keys import short
+from pipeline.registry.backend import Backend
+from pipeline.retry import with_retries
+from pipeline.run import run
+from pipeline.settings import Deployment, Registry, Settings
+from pipeline.stages.results import Freshness
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=None)
+def backend_for(registry: Registry) -> Backend:
+    """One backend (HTTP session, credentials, ECR client) per registry and process."""
+    return Backend(registry)
+
+
+@dataclass(frozen=True)
+class RegistryResult:
+    deployment: str
+    ref: str
+    digest: str
+    changed: bool
+    seconds: float = 0.0
+
+    def values(self) -> dict[str, Any]:
+        return {"ref": self.ref, "digest": self.digest, "changed": self.changed}
+
+
+def record_path(settings: Settings, name: str) -> Path:
+    """build/registry/NAME.json: what push:NAME last pushed (read by the scan stage)."""
+    return settings.build_dir / "registry" / f"{name}.json"
+
+
+def pushed_record(settings: Settings, name: str) -> dict[str, str] | None:
+    try:
+        data = json.loads(record_path(settings, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- login ---------------------------------------------------------------------------------------
+
+def login(settings: Settings) -> list[str]:
+    """`docker login` to every registry the selected deployments use (password on stdin, never shown).
+
+    Returns the hosts logged in to; registries without credentials are skipped with a note.
+
+    Raises:
+        RegistryAuthError: the registry refused the credentials.
+    """
+    done = []
+    for registry in dict.fromkeys(dep.registry for dep in settings.deployments):
+        creds = backend_for(registry).credentials
+        if creds is None:
+            log.info("login: no credentials configured for %s; using it anonymously", registry.host)
+            continue
+        try:
+            run([docker_cli(), "login", "--username", creds.username, "--password-stdin", registry.host],
+                stdin_text=creds.password + "\n")
+        except CommandFailed as exc:
+            last = str(exc).strip().splitlines()[-1].strip()
+            raise RegistryAuthError(f"login to {registry.host} as {creds.username} failed: {last}") from None
+        log.info("login: logged in to %s as %s", registry.host, creds.username)
+        done.append(registry.host)
+    return done
+
+
+# -- push ------------------------------------------------------------------------------------------
+
+def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick: bool = True) -> Freshness:
+    """Current when the registry already serves this image's manifest at the build tag (one manifest GET).
+
+    ``quick`` (for doit's up-to-date check) makes one attempt; the push itself retries.
+    """
+    ref = dep.image_ref(settings.environment)
+    image = engine.require(ref, f"run `doit build:{dep.name}` first")
+    tag = dep.tag("build", settings.environment)
+    http = backend_for(dep.registry).http
+    manifest = (http.quick() if quick else http).manifest(dep.repo, tag)
+    if manifest is None:
+        return Freshness(False, f"registry {dep.registry.host} has no {dep.repo}:{tag} yet")
+    repo_digests = image.attrs.get("RepoDigests") or []
+    if manifest.config_digest == image.id or f"{dep.repository}@{manifest.digest}" in repo_digests:
+        return Freshness(True, f"registry {dep.registry.host} already holds {ref} ({short(manifest.digest)})")
+    return Freshness(False, f"{ref} is {short(image.id)} locally but the registry serves {short(manifest.digest)}")
+
+
+def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
+    """Push the mission image at its build tag unless the registry already holds it.
+
+    Connection errors and 5xx are retried ``registry.retries`` times with backoff; 401/403/404 never.
+
+    Raises:
+        ImageNotFound: the image is not built.
+        RegistryError: the registry refused, or stayed unreachable.
+    """
+    started = time.monotonic()
+    ref = dep.image_ref(settings.environment)
+    image = engine.require(ref, f"run `doit build:{dep.name}` first")
+    fresh = push_freshness(settings, engine, dep, quick=False)
+    backend = backend_for(dep.registry)
+    if fresh.current:
+        log.info("push:%s: %s; nothing sent", dep.name, fresh.reason)
+        digest = backend.pushed_digest(dep.repo, dep.tag("build", settings.environment)) or ""
+        changed = False
+    else:
+        creds = backend.credentials
+        auth = creds.auth_config() if creds else None
+        digest = with_retries(
+            lambda: engine.push(ref, auth), what=f"push {ref}",
+            attempts=dep.registry.retries + 1, backoff=dep.registry.backoff,
+        )
+        log.info("push:%s: pushed %s@%s", dep.name, dep.repository, digest)
+        changed = True
+    record = {"ref": ref, "digest": digest, "image": image.id, "repository": dep.repository}
+    write_text(record_path(settings, dep.name), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return RegistryResult(dep.name, ref, digest, changed, time.monotonic() - started)
+
+
+# -- promote ---------------------------------------------------------------------------------------
+
+def promote_tags(settings: Settings, dep: Deployment, source: str | None, target: str | None) -> tuple[str, str]:
+    return source or dep.tag("build", settings.environment), target or dep.tag("promoted", settings.environment)
+
+
+def promote_freshness(settings: Settings, dep: Deployment, source: str | None = None, target: str | None = None) -> Freshness:
+    src, dst = promote_tags(settings, dep, source, target)
+    backend = backend_for(dep.registry)
+    want = backend.tag_digest(dep.repo, src)
+    if want is None:
+        return Freshness(False, f"{dep.repository}:{src} is not in the registry yet")
+    have = backend.tag_digest(dep.repo, dst)
+    if have == want:
+        return Freshness(True, f"{dep.repository}:{dst} already is {short(want)}")
+    return Freshness(False, f"{dep.repository}:{dst} is {short(have)}, {src} is {short(want)}")
+
+
+def promote(settings: Settings, dep: Deployment, source: str | None = None, target: str | None = None) -> RegistryResult:
+    """Give the manifest at ``source`` (default: the build tag) the ``target`` tag (default: the promoted tag).
+
+    Registry-side only: no pull and no layer upload.
+
+    Raises:
+        RegistryError: the source is missing, or an immutable repository refuses the tag.
+    """
+    src, dst = promote_tags(settings, dep, source, target)
+    backend = backend_for(dep.registry)
+    fresh = promote_freshness(settings, dep, src, dst)
+    if fresh.current:
+        log.info("promote:%s: %s", dep.name, fresh.reason)
+        return RegistryResult(dep.name, f"{dep.repository}:{dst}", backend.tag_digest(dep.repo, dst) or "", False)
+    digest = backend.retag(dep.repo, src, dst)
+    log.info("promote:%s: %s:%s -> %s (%s)", dep.name, dep.repository, src, dst, short(digest))
+    return RegistryResult(dep.name, f"{dep.repository}:{dst}", digest, True)
+
+
+# -- pull and delete --------------------------------------------------------------------------------
+
+def pull(settings: Settings, engine: Engine, dep: Deployment, reference: str | None = None) -> RegistryResult:
+    """Pull the deployment's image by tag (default: the build tag) or by ``sha256:`` digest.
+
+    Raises:
+        ImageNotFound: the registry does not have it or refused.
+    """
+    reference = reference or dep.tag("build", settings.environment)
+    ref = f"{dep.repository}@{reference}" if reference.startswith("sha256:") else f"{dep.repository}:{reference}"
+    creds = backend_for(dep.registry).credentials
+    image = with_retries(
+        lambda: engine.pull(ref, creds.auth_config() if creds else None), what=f"pull {ref}",
+        attempts=dep.registry.retries + 1, backoff=dep.registry.backoff,
+    )
+    log.info("pull:%s: %s is %s locally", dep.name, ref, short(image.id))
+    return RegistryResult(dep.name, ref, image.id, True)
+
+
+def delete(settings: Settings, dep: Deployment, references: list[str]) -> list[str]:
+    """Delete tags and/or digests of the deployment's repository in its registry.
+
+    Raises:
+        RegistryError: nothing given, a reference is unknown, or the registry refuses deletes.
+    """
+    if not references:
+        raise RegistryError(f"delete:{dep.name}: give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
+    done = backend_for(dep.registry).delete(dep.repo, references)
+    for item in done:
+        log.info("delete:%s: deleted %s", dep.name, item)
+    return done

@@ -1,0 +1,153 @@
+"""Task generators for the registry stages and the CI entry point image_all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.stages import publish, release
+from pipeline.tasks import context
+from pipeline.tasks.boundary import stage_action
+from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.context import Context
+
+TaskDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: tuple[str, ...]
+
+    def values(self) -> dict[str, Any]:
+        return {"items": list(self.items)}
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+@stage_action(lambda: "login")
+def login_action(ctx: Context) -> Any:
+    return ListResult(tuple(publish.login(ctx.settings)))
+
+
+@stage_action(lambda name: f"push:{name}")
+def push_action(ctx: Context, name: str) -> Any:
+    return publish.push(ctx.settings, ctx.engine, ctx.settings.deployment(name))
+
+
+@stage_action(lambda name: f"promote:{name}")
+def promote_action(ctx: Context, name: str, source: str = "", target: str = "") -> Any:
+    return publish.promote(ctx.settings, ctx.settings.deployment(name), source or None, target or None)
+
+
+@stage_action(lambda name: f"pull:{name}")
+def pull_action(ctx: Context, name: str, reference: str = "") -> Any:
+    return publish.pull(ctx.settings, ctx.engine, ctx.settings.deployment(name), reference or None)
+
+
+@stage_action(lambda name: f"delete:{name}")
+def delete_action(ctx: Context, name: str, refs: list[str] | None = None) -> Any:
+    words = [r for r in (refs or []) if r != "--"]
+    return ListResult(tuple(publish.delete(ctx.settings, ctx.settings.deployment(name), words)))
+
+
+@stage_action(lambda: "release")
+def release_action(ctx: Context, version: list[str] | None = None) -> Any:
+    words = [w for w in (version or []) if w != "--"]
+    return release.release(ctx.settings, " ".join(words) or None)
+
+
+# -- generators ------------------------------------------------------------------------------------
+
+def _per_deployment(basename: str, doc: str) -> Iterator[tuple[str, TaskDict]]:
+    ctx = context.get()
+    yield "", {"basename": basename, "name": None, "doc": doc}
+    for dep in ctx.settings.deployments:
+        yield dep.name, {"basename": basename, "name": dep.name, "verbosity": 2}
+
+
+def login_task() -> TaskDict:
+    context.get()
+    return {
+        "doc": "docker login to the registries of the selected deployments (password on stdin)",
+        "actions": [(login_action, [])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def push_tasks() -> Iterator[TaskDict]:
+    for name, task in _per_deployment("push", "push every selected mission image"):
+        if name:
+            task.update(
+                doc=f"push {name}'s image at its build tag (skipped when the registry already holds it)",
+                actions=[(push_action, [name])],
+                task_dep=[f"build:{name}", f"test:{name}"],
+                uptodate=[StageCheck(f"push:{name}", _push_fresh, name)],
+            )
+        yield task
+
+
+def promote_tasks() -> Iterator[TaskDict]:
+    params = [
+        {"name": "source", "long": "from", "default": "", "help": "source tag or digest (default: the build tag)"},
+        {"name": "target", "long": "to", "default": "", "help": "tag to add (default: the promoted tag)"},
+    ]
+    for name, task in _per_deployment("promote", "promote every selected image (registry-side retag)"):
+        if name:
+            task.update(
+                doc=f"tag {name}'s pushed manifest with the promoted tag (--from TAG --to TAG to choose)",
+                actions=[(promote_action, [name])],
+                task_dep=[f"push:{name}"],
+                params=params,
+                uptodate=[StageCheck(f"promote:{name}", _promote_fresh, name, with_options=True)],
+            )
+        yield task
+
+
+def pull_tasks() -> Iterator[TaskDict]:
+    params = [{"name": "reference", "long": "ref", "default": "", "help": "tag or sha256 digest (default: build tag)"}]
+    for name, task in _per_deployment("pull", "pull every selected image"):
+        if name:
+            task.update(
+                doc=f"pull {name}'s image by tag or digest: doit pull:{name} --ref TAG|sha256:…",
+                actions=[(pull_action, [name])], params=params, uptodate=[False],
+            )
+        yield task
+
+
+def delete_tasks() -> Iterator[TaskDict]:
+    for name, task in _per_deployment("delete", "delete tags or digests from the registry"):
+        if name:
+            task.update(
+                doc=f"delete tags or digests of {name}: doit delete:{name} -- TAG|DIGEST …",
+                actions=[(delete_action, [name])], pos_arg="refs", uptodate=[False],
+            )
+        yield task
+
+
+def release_task() -> TaskDict:
+    context.get()
+    return {
+        "doc": "tag the promoted images and the git commit: doit release -- v1.2.3 (main branch, in sync)",
+        "actions": [(release_action, [])],
+        "pos_arg": "version",
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def image_all_tasks() -> Iterator[TaskDict]:
+    """CI's entry point: build -> test -> push -> promote, one DAG per deployment."""
+    for name, task in _per_deployment("image_all", "build, test, push and promote every selected deployment"):
+        if name:
+            task.update(doc=f"build, test, push and promote {name}", actions=None, task_dep=[f"promote:{name}"])
+        yield task
+
+
+def _push_fresh(ctx: Context, name: str) -> Any:
+    return publish.push_freshness(ctx.settings, ctx.engine, ctx.settings.deployment(name))
+
+
+def _promote_fresh(ctx: Context, name: str, source: str = "", target: str = "") -> Any:
+    return publish.promote_freshness(ctx.settings, ctx.settings.deployment(name), source or None, target or None)
