@@ -1,7 +1,7 @@
 """doit entry point: DOIT_CONFIG and task generators only. The work lives in pipeline/."""
 
 from pipeline.reporter import PipelineReporter
-from pipeline.tasks import graph, hands_on, images, inspect, publish, slim, sources
+from pipeline.tasks import graph, hands_on, images, inspect, publish, scan, slim, sources
 
 DOIT_CONFIG = {
     "backend": "sqlite3",
@@ -64,6 +64,16 @@ def task_login():
 def task_push():
     """Push each mission image at its build tag, unless the registry already holds it."""
     yield from publish.push_tasks()
+
+
+def task_scan():
+    """Scan each pushed image: findings, Ubuntu CVE status, ignore list, gate, report."""
+    yield from scan.scan_tasks()
+
+
+def task_clean_registry():
+    """List (or --yes delete) untagged images whose findings reach --severity (ECR)."""
+    yield from scan.clean_registry_tasks()
 
 
 def task_promote():

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.config_parts import parse_registry, parse_release, parse_run_args, parse_tags
+from pipeline.config_parts import parse_registry, parse_release, parse_run_args, parse_scan, parse_tags
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.section import Section, parse_bool
 from pipeline.yamlfile import display, load_yaml
@@ -53,7 +53,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     top = Section(path, load_yaml(path))
     top.reject_unknown(
         ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run",
-         "release"]
+         "release", "scan"]
     )
     environment = top.choice("environment", ENVIRONMENTS, "sandbox")
     if "environment" in overrides:
@@ -90,6 +90,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         registry=registry,
         run_args=parse_run_args(top),
         release=parse_release(top.section("release")),
+        scan=parse_scan(top.section("scan"), deployments_dir),
     )
     deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
     return replace(settings, deployments=deployments)

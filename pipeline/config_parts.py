@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pipeline.section import Section
-from pipeline.settings import Registry, Release, Tags
+from pipeline.settings import Registry, Release, Scan, Tags, UbuntuCve
 
 REGISTRY_KINDS = ("generic", "ecr")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -88,3 +89,42 @@ def parse_tags(sec: Section) -> Tags:
 def parse_release(sec: Section) -> Release:
     sec.reject_unknown(["branch", "push_tag"])
     return Release(branch=sec.str("branch", "main") or "main", push_tag=sec.bool("push_tag", True))
+
+
+SEVERITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+SCAN_BACKENDS = ("auto", "ecr", "osv")
+
+
+def parse_scan(sec: Section, base: Path) -> Scan:
+    """``scan:`` in pipeline.yaml: backend, OSV database, policy, ignore file, Ubuntu CVE status."""
+    sec.reject_unknown(["backend", "osv", "min_severity", "fail_on", "ignore", "timeout", "poll", "max_age", "ubuntu"])
+    osv = sec.str("osv")
+    if osv and not osv.startswith(("http://", "https://")):
+        path = Path(osv) if Path(osv).is_absolute() else (base / osv).resolve()
+        if not path.is_dir():
+            raise sec.error(f"key 'scan.osv': directory {path} does not exist (a folder of OSV JSON files)", "osv")
+        osv = str(path)
+    fail_on = sec.raw("fail_on", ["CRITICAL", "HIGH"])
+    if isinstance(fail_on, str):
+        fail_on = [fail_on]
+    if not isinstance(fail_on, list) or any(str(f).upper() not in SEVERITY_NAMES for f in fail_on):
+        raise sec.error(f"key 'scan.fail_on' must be a list of: {', '.join(SEVERITY_NAMES)}", "fail_on")
+    ubuntu = sec.section("ubuntu")
+    ubuntu.reject_unknown(["release", "base_url", "cache_ttl", "parallel", "timeout"])
+    return Scan(
+        backend=sec.choice("backend", SCAN_BACKENDS, "auto"),
+        osv=osv,
+        min_severity=sec.choice("min_severity", SEVERITY_NAMES, "MEDIUM"),
+        fail_on=tuple(str(f).upper() for f in fail_on),
+        ignore=sec.file("ignore", base, required=False),
+        timeout=float(sec.number("timeout", 1800.0)),
+        poll=float(sec.number("poll", 5.0)),
+        max_age=float(sec.number("max_age", 86400.0)),
+        ubuntu=UbuntuCve(
+            release=ubuntu.req("release"),
+            base_url=ubuntu.str("base_url", UbuntuCve.base_url) or UbuntuCve.base_url,
+            cache_ttl=float(ubuntu.number("cache_ttl", 86400.0)),
+            parallel=int(ubuntu.number("parallel", 8, integer=True, minimum=1)),
+            timeout=float(ubuntu.number("timeout", 10.0)),
+        ) if ubuntu.data else None,
+    )

@@ -52,3 +52,9 @@ class RegistryUnavailable(RegistryError):
 
 class RegistryAuthError(RegistryError):
     """A registry refused the credentials (401) or the operation (403)."""
+
+
+class ScanIncomplete(PipelineError):
+    """A vulnerability scan could not be done; it never passes the gate (doit exit code 2)."""
+
+    incomplete = True

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from doit.exceptions import InvalidTask, TaskFailed
+from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
 from pipeline import lock
@@ -71,7 +71,7 @@ class PipelineReporter(ConsoleReporter):
 
     def add_failure(self, task: Any, fail: Any) -> None:
         self._record(task, "FAILED")
-        if isinstance(fail, TaskFailed) and fail.report:
+        if isinstance(fail, (TaskFailed, TaskError)) and fail.report and not fail.traceback:
             # A known error: its message names the task and what to do; no traceback.
             self.write(f"ERROR: {fail.message}\n")
             return

@@ -74,6 +74,30 @@ class Release:
 
 
 @dataclass(frozen=True)
+class UbuntuCve:
+    """Where and for which release to read Ubuntu's CVE status."""
+
+    release: str
+    base_url: str = "https://ubuntu.com/security/cves"
+    cache_ttl: float = 86400.0
+    parallel: int = 8
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Scan:
+    backend: str = "auto"  # auto (ecr for ECR registries, else osv) | ecr | osv
+    osv: str | None = None  # a directory of OSV JSON files, or an http(s) URL of a zip of them
+    min_severity: str = "MEDIUM"
+    fail_on: tuple[str, ...] = ("CRITICAL", "HIGH")
+    ignore: Path | None = None
+    timeout: float = 1800.0  # waiting for an ECR scan
+    poll: float = 5.0
+    max_age: float = 86400.0  # a result older than this is stale: new CVEs appear against old images
+    ubuntu: UbuntuCve | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     folder: Path
@@ -117,6 +141,7 @@ class Settings:
     registry: Registry
     run_args: tuple[str, ...] = ()
     release: Release = field(default_factory=Release)
+    scan: Scan = field(default_factory=Scan)
     deployments: tuple[Deployment, ...] = field(default_factory=tuple)
 
     @property

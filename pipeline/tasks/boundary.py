@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskError, TaskFailed
 
 from pipeline.errors import PipelineError
 from pipeline.logs import task_log
@@ -25,7 +25,7 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def action(*args: Any, **kwargs: Any) -> dict[str, Any] | TaskFailed:
+        def action(*args: Any, **kwargs: Any) -> dict[str, Any] | TaskFailed | TaskError:
             # kwargs: a task's pos_arg and params, which doit passes by name
             ctx = context.get()
             name = task_name(*args)
@@ -34,7 +34,9 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
                     result = fn(ctx, *args, **kwargs)
                 except PipelineError as exc:
                     log.debug("%s failed: %s", name, exc)
-                    return TaskFailed(f"{name}: {exc}\n  (full log: {logfile})")
+                    message = f"{name}: {exc}\n  (full log: {logfile})"
+                    # "Could not be done" (e.g. a scan) is an error, exit code 2; a refusal is a failure, 1.
+                    return TaskError(message) if getattr(exc, "incomplete", False) else TaskFailed(message)
                 finally:
                     ctx.hasher.save()
             return result.values()

@@ -98,7 +98,7 @@ def promote_tasks() -> Iterator[TaskDict]:
             task.update(
                 doc=f"tag {name}'s pushed manifest with the promoted tag (--from TAG --to TAG to choose)",
                 actions=[(promote_action, [name])],
-                task_dep=[f"push:{name}"],
+                task_dep=[f"push:{name}", f"scan:{name}"],
                 params=params,
                 uptodate=[StageCheck(f"promote:{name}", _promote_fresh, name, with_options=True)],
             )
@@ -138,10 +138,10 @@ def release_task() -> TaskDict:
 
 
 def image_all_tasks() -> Iterator[TaskDict]:
-    """CI's entry point: build -> test -> push -> promote, one DAG per deployment."""
-    for name, task in _per_deployment("image_all", "build, test, push and promote every selected deployment"):
+    """CI's entry point: build -> test -> push -> scan -> promote, one DAG per deployment."""
+    for name, task in _per_deployment("image_all", "build, test, push, scan and promote every selected deployment"):
         if name:
-            task.update(doc=f"build, test, push and promote {name}", actions=None, task_dep=[f"promote:{name}"])
+            task.update(doc=f"build, test, push, scan and promote {name}", actions=None, task_dep=[f"promote:{name}"])
         yield task
 
 
