@@ -13,7 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.config_parts import parse_registry, parse_release, parse_run_args, parse_scan, parse_tags
+from pipeline.config_parts import (
+    parse_cache,
+    parse_registry,
+    parse_release,
+    parse_run_args,
+    parse_scan,
+    parse_secrets,
+    parse_sscan,
+    parse_tags,
+)
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.section import Section, parse_bool
 from pipeline.yamlfile import display, load_yaml
@@ -53,7 +62,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     top = Section(path, load_yaml(path))
     top.reject_unknown(
         ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run",
-         "release", "scan"]
+         "release", "scan", "sscan", "cache"]
     )
     environment = top.choice("environment", ENVIRONMENTS, "sandbox")
     if "environment" in overrides:
@@ -91,6 +100,8 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         run_args=parse_run_args(top),
         release=parse_release(top.section("release")),
         scan=parse_scan(top.section("scan"), deployments_dir),
+        cache=parse_cache(top.section("cache")),
+        sscan=parse_sscan(top.section("sscan"), deployments_dir),
     )
     deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
     return replace(settings, deployments=deployments)
@@ -173,7 +184,8 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
     path = folder / "deployment.yaml"
     sec = Section(path, load_yaml(path))
     sec.reject_unknown(
-        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run", "tags"]
+        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run", "tags",
+         "secrets"]
     )
     name = folder.name
     repo = sec.str("repo", name)
@@ -208,4 +220,5 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
         run_args=settings.run_args + parse_run_args(sec),
         test_timeout=sec.number("test_timeout", 1800.0),
         tags=parse_tags(sec.section("tags")),
+        secrets=parse_secrets(sec.section("secrets")),
     )

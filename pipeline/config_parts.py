@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pipeline.section import Section
-from pipeline.settings import Registry, Release, Scan, Tags, UbuntuCve
+from pipeline.settings import Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 
 REGISTRY_KINDS = ("generic", "ecr")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,3 +128,69 @@ def parse_scan(sec: Section, base: Path) -> Scan:
             timeout=float(ubuntu.number("timeout", 10.0)),
         ) if ubuntu.data else None,
     )
+
+
+def parse_sscan(sec: Section, base: Path) -> Sscan:
+    """``sscan:`` in pipeline.yaml: the source scanners (pip-audit on/off, offline OSV, ignore files, timeout)."""
+    sec.reject_unknown(["pip_audit", "osv", "ignore", "timeout"])
+    osv = None
+    if sec.has("osv"):
+        value = sec.req("osv")
+        osv = Path(value) if Path(value).is_absolute() else (base / value).resolve()
+        if not (osv.is_dir() or (osv.is_file() and osv.suffix == ".zip")):
+            raise sec.error(
+                f"key '{sec.dotted('osv')}': {osv} is neither a directory nor a .zip of OSV JSON files", "osv"
+            )
+    ignore = sec.raw("ignore")
+    names = [ignore] if isinstance(ignore, str) else ignore if ignore is not None else []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise sec.error(f"key '{sec.dotted('ignore')}' must be a file or a list of files (YAML ignore lists)", "ignore")
+    files = []
+    for name in names:
+        path = Path(name) if Path(name).is_absolute() else (base / name).resolve()
+        if not path.is_file():
+            raise sec.error(f"key '{sec.dotted('ignore')}': file {path} does not exist", "ignore")
+        files.append(path)
+    return Sscan(
+        pip_audit=sec.bool("pip_audit", True),
+        osv=osv,
+        ignore=tuple(files),
+        timeout=float(sec.number("timeout", 600.0)),
+    )
+
+
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
+
+
+def parse_secrets(sec: Section) -> Secrets | None:
+    """``secrets:`` in deployment.yaml: the git repository of the sops-encrypted secrets; None when absent."""
+    if not sec.data:
+        return None
+    sec.reject_unknown(["repo", "role_arn", "sts_endpoint_url", "region"])
+    repo = sec.req("repo")
+    if _URL_CREDENTIALS.match(repo):
+        raise sec.error(
+            f"key '{sec.dotted('repo')}' embeds a password in the URL; remove it and use a git credential helper "
+            "(e.g. the CodeCommit helper) instead",
+            "repo",
+        )
+    return Secrets(
+        repo=repo,
+        role_arn=sec.str("role_arn"),
+        sts_endpoint_url=sec.str("sts_endpoint_url"),
+        region=sec.str("region"),
+    )
+
+
+_REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+
+
+def parse_cache(sec: Section) -> Cache | None:
+    """``cache: {repo, pull, push}``: off unless given."""
+    if not sec.data:
+        return None
+    sec.reject_unknown(["repo", "pull", "push"])
+    repo = sec.req("repo")
+    if not _REPO.match(repo):
+        raise sec.error(f"key 'cache.repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
+    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True))

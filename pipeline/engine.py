@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import docker
+import docker.context
 import requests
 from docker.utils import parse_repository_tag
 
@@ -66,28 +67,26 @@ class Engine:
 
     @property
     def host(self) -> str:
-        return self._host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+        return self._host or os.environ.get("DOCKER_HOST") or _context_host() or DEFAULT_HOST
 
     @property
     def api(self) -> docker.APIClient:
         """The low-level client, connected on first use.
+
+        The engine is chosen like the docker CLI does: DOCKER_HOST, else the docker
+        context (DOCKER_CONTEXT or the CLI's current context), else the local socket.
 
         Raises:
             EngineUnavailable: the daemon cannot be reached.
         """
         if self._api is None:
             try:
-                if self._host:
-                    client = docker.DockerClient(base_url=self._host, use_ssh_client=self._host.startswith("ssh://"))
-                else:
-                    client = docker.from_env(use_ssh_client=self.host.startswith("ssh://"))
-                client.api.ping()
+                self._api = _connect(self._host)
             except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 raise EngineUnavailable(
                     f"cannot reach the Docker daemon at {self.host}: {_reason(exc)}; "
                     "start dockerd (scripts/setup starts it) or point DOCKER_HOST at a running engine"
                 ) from None
-            self._api = client.api
         return self._api
 
     @contextmanager
@@ -131,6 +130,11 @@ class Engine:
         if info is None:
             raise ImageNotFound(f"image {ref} does not exist; {hint}")
         return info
+
+    def untag(self, ref: str) -> None:
+        """Remove one tag; the image stays while other tags or children use it."""
+        with self._call(f"untag {ref}"):
+            self.api.remove_image(ref, noprune=True)
 
     def tag(self, image_id: str, ref: str) -> None:
         repo, tag = parse_repository_tag(ref)
@@ -227,6 +231,101 @@ class Engine:
             with self._call(f"remove container {container[:12]}"):
                 self.api.remove_container(container, force=True)
 
+    # -- containers for patches and squashes ------------------------------------------------
+
+    def create_container(
+        self,
+        ref: str,
+        *,
+        command: list[str] | None = None,
+        entrypoint: list[str] | None = None,
+        user: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        network: str | None = None,
+    ) -> str:
+        """Create (not start) a container from ``ref``; returns its ID.
+
+        ``network`` is a network mode ("none" for no network); default: the engine's default.
+
+        Raises:
+            ImageNotFound: the image does not exist.
+        """
+        with self._call(f"create a container from {ref}"):
+            kwargs: dict[str, Any] = {"command": command, "labels": dict(labels or {})}
+            if network:
+                kwargs["host_config"] = self.api.create_host_config(network_mode=network)
+                kwargs["network_disabled"] = network == "none"
+            if entrypoint is not None:
+                kwargs["entrypoint"] = entrypoint
+            if user is not None:
+                kwargs["user"] = user
+            return str(self.api.create_container(ref, **kwargs)["Id"])
+
+    def put_archive(self, container: str, path: str, data: bytes) -> None:
+        """Unpack the tar ``data`` into ``path`` of a (created or stopped) container.
+
+        Raises:
+            PipelineError: the engine refused (e.g. ``path`` does not exist).
+        """
+        with self._call(f"copy files into container {container[:12]} at {path}"):
+            if not self.api.put_archive(container, path, data):
+                raise PipelineError(f"copy files into container {container[:12]} at {path}: refused by the engine")
+
+    def start_container(self, container: str) -> None:
+        """Start a created container.
+
+        Raises:
+            PipelineError: the engine cannot start it (e.g. the command is not in the image).
+        """
+        with self._call(f"start container {container[:12]}"):
+            self.api.start(container)
+
+    def container_output(self, container: str) -> Iterator[str]:
+        """The container's stdout and stderr as text lines, followed live until it exits."""
+        pending = ""
+        with self._call(f"read the output of container {container[:12]}"):
+            for chunk in self.api.logs(container, stream=True, follow=True, stdout=True, stderr=True):
+                pending += chunk.decode("utf-8", errors="replace")
+                *lines, pending = pending.split("\n")
+                yield from lines
+        if pending:
+            yield pending
+
+    def wait_container(self, container: str) -> int:
+        """Wait for the container to exit; returns its exit code."""
+        with self._call(f"wait for container {container[:12]}"):
+            return int(self.api.wait(container).get("StatusCode", -1))
+
+    def remove_container(self, container: str) -> None:
+        """Force-remove a container and its anonymous volumes; quiet when it is already gone."""
+        try:
+            with self._call(f"remove container {container[:12]}"):
+                self.api.remove_container(container, force=True, v=True)
+        except ImageNotFound:
+            pass
+
+    def commit(self, container: str, config: Mapping[str, Any]) -> str:
+        """Commit the container as a new untagged image whose configuration is ``config``; returns its ID.
+
+        The daemon fills fields left empty in ``config`` from the container's own
+        configuration, so pass every field the image must keep.
+        """
+        with self._call(f"commit container {container[:12]}"):
+            return str(self.api.commit(container, conf=dict(config))["Id"])
+
+    def export_stream(self, container: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """``docker export``: the container's file system as a stream of tar chunks."""
+        with self._call(f"export container {container[:12]}"):
+            yield from self.api.export(container, chunk_size=chunk_size)
+
+    def remove_image(self, ref: str) -> None:
+        """Remove an image or one of its tags (never forced: an image in use stays); quiet when gone."""
+        try:
+            with self._call(f"remove image {ref}"):
+                self.api.remove_image(ref, noprune=False)
+        except ImageNotFound:
+            pass
+
     # -- builds ---------------------------------------------------------------------------
 
     def build(self, req: BuildRequest, *, buildkit_cli: str | None = None) -> str:
@@ -301,6 +400,39 @@ class Engine:
             except CommandFailed as exc:
                 raise BuildFailed(f"{req.task}: BuildKit build failed: {exc}") from None
             return iidfile.read_text().strip()
+
+
+def _context_name() -> str | None:
+    name = os.environ.get("DOCKER_CONTEXT")
+    if name:
+        return name
+    current = docker.context.ContextAPI.get_current_context()
+    return None if current is None or current.Name == "default" else current.Name
+
+
+def _context_host() -> str | None:
+    name = _context_name()
+    if not name:
+        return None
+    ctx = docker.context.ContextAPI.get_context(name)
+    return ctx.Host if ctx is not None else None
+
+
+def _connect(host: str | None) -> docker.APIClient:
+    """A pinged client for ``host``, DOCKER_HOST, the docker context, or the default socket."""
+    if host is None and not os.environ.get("DOCKER_HOST") and _context_name():
+        name = _context_name()
+        ctx = docker.context.ContextAPI.get_context(name)
+        if ctx is None:
+            raise docker.errors.DockerException(f"docker context {name!r} does not exist")
+        client = docker.DockerClient(base_url=ctx.Host, tls=ctx.TLSConfig or False,
+                                     use_ssh_client=str(ctx.Host).startswith("ssh://"))
+    elif host:
+        client = docker.DockerClient(base_url=host, use_ssh_client=host.startswith("ssh://"))
+    else:
+        client = docker.from_env(use_ssh_client=os.environ.get("DOCKER_HOST", "").startswith("ssh://"))
+    client.api.ping()
+    return client.api
 
 
 def find_buildkit_cli(preferred: str | None = None) -> str:

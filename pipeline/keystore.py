@@ -18,17 +18,30 @@ def _path(build_dir: Path, task: str) -> Path:
     return build_dir / "keys" / f"{task.replace(':', '-')}.json"
 
 
-def save(build_dir: Path, task: str, key: InputKey) -> None:
-    write_text(_path(build_dir, task), json.dumps({"digest": key.digest, "parts": key.parts}, indent=1, sort_keys=True))
+def save(build_dir: Path, task: str, key: InputKey, source: str | None = None) -> None:
+    """Record the inputs (and where the image came from: built | cache) of the stage's current image."""
+    record = {"digest": key.digest, "parts": key.parts, "source": source}
+    write_text(_path(build_dir, task), json.dumps(record, indent=1, sort_keys=True))
 
 
-def load_parts(build_dir: Path, task: str, digest: str | None) -> dict[str, Any] | None:
-    """The recorded parts of ``digest`` for ``task``; None when there is no such record."""
+def load_source(build_dir: Path, task: str, digest: str | None) -> str | None:
+    """How the image with ``digest`` was made ("built" or "cache"), when recorded."""
+    record = _load(build_dir, task)
+    return record.get("source") if record and record.get("digest") == digest else None
+
+
+def _load(build_dir: Path, task: str) -> dict[str, Any] | None:
     try:
         data = json.loads(_path(build_dir, task).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("digest") != digest:
+    return data if isinstance(data, dict) else None
+
+
+def load_parts(build_dir: Path, task: str, digest: str | None) -> dict[str, Any] | None:
+    """The recorded parts of ``digest`` for ``task``; None when there is no such record."""
+    data = _load(build_dir, task)
+    if data is None or data.get("digest") != digest:
         return None
     parts = data.get("parts")
     return parts if isinstance(parts, dict) else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,9 @@ def task_log(build_dir: Path, task_name: str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     handler.setLevel(logging.DEBUG)
+    # With `doit -n N -P thread` several tasks log at once: each file takes only its own thread's records.
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     ROOT.addHandler(handler)
     try:

@@ -96,11 +96,18 @@ def summary_table(rows: list[_Row]) -> str:
     lines = ["", f"{'stage':<{width}}  {'result':<10}  {'time':>8}  image size"]
     for row in rows:
         seconds = f"{row.seconds:.1f} s" if row.seconds is not None else "-"
-        lines.append(f"{row.name:<{width}}  {row.result:<10}  {seconds:>8}  {_size(row)}".rstrip())
+        lines.append(f"{row.name:<{width}}  {_result(row):<10}  {seconds:>8}  {_size(row)}".rstrip())
     failed = sum(r.result == "FAILED" for r in rows)
     ran = sum(r.result == "ran" for r in rows)
     lines.append(f"{len(rows)} stages: {ran} ran, {len(rows) - ran - failed} up to date, {failed} failed")
     return "\n".join(lines) + "\n"
+
+
+def _result(row: _Row) -> str:
+    """For image stages that ran: "built", or "pulled" from the stage cache."""
+    if row.result == "ran":
+        return {"built": "built", "cache": "pulled"}.get(str(row.values.get("source")), "ran")
+    return row.result
 
 
 def _size(row: _Row) -> str:

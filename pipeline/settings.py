@@ -74,6 +74,15 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Cache:
+    """The registry as a stage cache shared between CI runners."""
+
+    repo: str
+    pull: bool = True
+    push: bool = True
+
+
+@dataclass(frozen=True)
 class UbuntuCve:
     """Where and for which release to read Ubuntu's CVE status."""
 
@@ -98,6 +107,26 @@ class Scan:
 
 
 @dataclass(frozen=True)
+class Sscan:
+    """pipeline.yaml ``sscan:``: the source scanners' options."""
+
+    pip_audit: bool = True  # audit against PyPI's vulnerability service (fails when it cannot be reached)
+    osv: Path | None = None  # an offline OSV database: a directory (or .zip) of OSV JSON files
+    ignore: tuple[Path, ...] = ()  # YAML ignore files: [{id, reason, expires, package?}]
+    timeout: float = 600.0  # seconds for one scanner program run
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """deployment.yaml ``secrets:``: the git repository of the deployment's sops-encrypted secrets."""
+
+    repo: str
+    role_arn: str | None = None
+    sts_endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     folder: Path
@@ -111,6 +140,7 @@ class Deployment:
     run_args: tuple[str, ...] = ()  # docker run flags: pipeline.yaml's run.args, then this deployment's
     test_timeout: float = 1800.0
     tags: Tags = field(default_factory=Tags)
+    secrets: Secrets | None = None
 
     @property
     def repository(self) -> str:
@@ -142,7 +172,9 @@ class Settings:
     run_args: tuple[str, ...] = ()
     release: Release = field(default_factory=Release)
     scan: Scan = field(default_factory=Scan)
+    cache: Cache | None = None
     deployments: tuple[Deployment, ...] = field(default_factory=tuple)
+    sscan: Sscan = field(default_factory=Sscan)
 
     @property
     def root_ref(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from pipeline.errors import RegistryError
 from pipeline.registry.credentials import Credentials, from_docker_config, from_environment
@@ -95,3 +95,9 @@ class Backend:
             log.info("deleted %s/%s@%s (every tag on that digest is gone)", self.host, repo, digest)
             done.append(f"{repo}@{digest}" + ("" if ref == digest else f" (was {ref})"))
         return done
+
+
+@lru_cache(maxsize=None)
+def backend_for(registry: Registry) -> Backend:
+    """One backend (HTTP session, credentials, ECR client) per registry and process."""
+    return Backend(registry)

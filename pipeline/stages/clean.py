@@ -11,7 +11,7 @@ import botocore.exceptions
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.scan.model import SEVERITIES, at_least
 from pipeline.settings import Settings
-from pipeline.stages.publish import backend_for
+from pipeline.registry.backend import backend_for
 
 log = logging.getLogger(__name__)
 

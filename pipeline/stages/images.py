@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import keystore
+from pipeline.cache import stage_cache
 from pipeline.config import Settings
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
 from pipeline.errors import BuildFailed
@@ -65,7 +67,9 @@ def freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileH
 def compare(settings: Settings, task: str, image: ImageInfo, key: InputKey) -> Freshness:
     have = image.labels.get(LABEL_INPUTS)
     if have == key.digest:
-        return Freshness(True, f"{image.tags[0] if image.tags else image.id} is current ({short(key.digest)})")
+        source = keystore.load_source(settings.build_dir, task, have)
+        how = {"cache": "; pulled from cache", "built": "; built here"}.get(source or "", "")
+        return Freshness(True, f"{image.tags[0] if image.tags else image.id} is current ({short(key.digest)}{how})")
     if not have:
         return Freshness(False, f"image {image.tags[0] if image.tags else image.id} has no {LABEL_INPUTS} label")
     previous = keystore.load_parts(settings.build_dir, task, have)
@@ -83,31 +87,56 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
         BuildFailed: the build failed (failing step and output tail in the message).
         EngineUnavailable: the daemon went away.
     """
-    started = time.monotonic()
     key = current_key(settings, engine, spec, hasher)
-    existing = engine.image(spec.ref)
+
+    def make() -> str:
+        text, _ = rendered_text(settings, spec)
+        write_text(spec.rendered_path, text)
+        # Pass only the args the Dockerfile declares: the others would only draw a warning.
+        declared = declared_args(parse(text, spec.buildargs))
+        buildargs = {k: v for k, v in spec.buildargs.items() if k in declared}
+        for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
+            log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored",
+                        spec.task, unused, unused)
+        log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
+        request = BuildRequest(spec.task, spec.context, spec.rendered_path, buildargs, spec.labels(settings, key.digest))
+        return engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
+
+    return produce(settings, engine, spec.task, spec.ref, key, make)
+
+
+def produce(
+    settings: Settings, engine: Engine, task: str, ref: str, key: InputKey, make: Callable[[], str]
+) -> ImageResult:
+    """Make ``ref`` carry an image with ``key``: keep the current one, pull it from the stage cache, or ``make()`` it.
+
+    ``make`` returns an untagged image ID; the tag moves only once the image's
+    label is verified, and a built image is offered to the stage cache.
+
+    Raises:
+        BuildFailed: the made image lacks the key's label.
+    """
+    started = time.monotonic()
+    existing = engine.image(ref)
+    previous_size = existing.size if existing else 0
     if existing is not None and existing.labels.get(LABEL_INPUTS) == key.digest:
-        log.info("%s: %s already carries the current inputs; not building", spec.task, spec.ref)
-        keystore.save(settings.build_dir, spec.task, key)
-        return ImageResult(spec.task, spec.ref, existing.id, key.digest, False, 0.0, existing.size)
-    text, _ = rendered_text(settings, spec)
-    write_text(spec.rendered_path, text)
-    labels = spec.labels(settings, key.digest)
-    # Pass only the args the Dockerfile declares: the others would only draw a warning.
-    declared = declared_args(parse(text, spec.buildargs))
-    buildargs = {k: v for k, v in spec.buildargs.items() if k in declared}
-    for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
-        log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored", spec.task, unused, unused)
-    log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
-    request = BuildRequest(spec.task, spec.context, spec.rendered_path, buildargs, labels)
-    image_id = engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
-    built = engine.require(image_id, "the build reported an image that does not exist")
-    if built.labels.get(LABEL_INPUTS) != key.digest:
-        raise BuildFailed(f"{spec.task}: built image {short(image_id)} lacks the {LABEL_INPUTS} label; tag not moved")
-    engine.tag(image_id, spec.ref)
-    keystore.save(settings.build_dir, spec.task, key)
+        log.info("%s: %s already carries the current inputs; not building", task, ref)
+        keystore.save(settings.build_dir, task, key, keystore.load_source(settings.build_dir, task, key.digest))
+        return ImageResult(task, ref, existing.id, key.digest, False, 0.0, existing.size, previous_size, "current")
+    cache = stage_cache(settings, engine)
+    cached = cache.fetch(task, key, ref) if cache else None
+    if cached is not None:
+        keystore.save(settings.build_dir, task, key, "cache")
+        seconds = time.monotonic() - started
+        return ImageResult(task, ref, cached.id, key.digest, True, seconds, cached.size, previous_size, "cache")
+    image_id = make()
+    made = engine.require(image_id, "the build reported an image that does not exist")
+    if made.labels.get(LABEL_INPUTS) != key.digest:
+        raise BuildFailed(f"{task}: built image {short(image_id)} lacks the {LABEL_INPUTS} label; tag not moved")
+    engine.tag(image_id, ref)
+    keystore.save(settings.build_dir, task, key, "built")
+    if cache:
+        cache.store(task, key, image_id)
     seconds = time.monotonic() - started
-    log.info("%s: tagged %s (%s) in %.1f s", spec.task, spec.ref, short(image_id), seconds)
-    return ImageResult(
-        spec.task, spec.ref, image_id, key.digest, True, seconds, built.size, existing.size if existing else 0
-    )
+    log.info("%s: tagged %s (%s) in %.1f s", task, ref, short(image_id), seconds)
+    return ImageResult(task, ref, image_id, key.digest, True, seconds, made.size, previous_size, "built")

@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,13 @@ from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, RegistryAuthError, RegistryError
 from pipeline.files import write_text
 from pipeline.keys import short
-from pipeline.registry.backend import Backend
+from pipeline.registry.backend import backend_for
 from pipeline.retry import with_retries
 from pipeline.run import run
-from pipeline.settings import Deployment, Registry, Settings
+from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=None)
-def backend_for(registry: Registry) -> Backend:
-    """One backend (HTTP session, credentials, ECR client) per registry and process."""
-    return Backend(registry)
 
 
 @dataclass(frozen=True)

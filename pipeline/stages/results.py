@@ -16,6 +16,7 @@ class ImageResult:
     seconds: float
     size: int = 0
     previous_size: int = 0  # of the image the tag pointed to before this build (0: none)
+    source: str = "built"  # built | cache | current
 
     def values(self) -> dict[str, Any]:
         """What the doit task saves (readable by later tasks through getargs)."""
@@ -26,6 +27,7 @@ class ImageResult:
             "built": self.built,
             "size": self.size,
             "previous_size": self.previous_size,
+            "source": self.source,
         }
 
 

@@ -7,11 +7,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import keystore
 from pipeline.config import Settings
 from pipeline.engine import BuildRequest, Engine
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
@@ -19,7 +17,7 @@ from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, LABEL_STAGE
 from pipeline.run import run
-from pipeline.stages.images import compare
+from pipeline.stages.images import compare, produce
 from pipeline.stages.results import Freshness, ImageResult
 
 log = logging.getLogger(__name__)
@@ -38,7 +36,8 @@ def root_key(settings: Settings, engine: Engine, hasher: FileHasher) -> InputKey
             digest = hasher.digest(root.rootfs)
         except OSError as exc:
             raise ConfigError(f"root.rootfs {root.rootfs}: cannot read: {exc}") from None
-        return InputKey.of({"rootfs": f"{root.rootfs} {digest}"})
+        # The content only, not the path: checkouts on other runners live elsewhere.
+        return InputKey.of({"rootfs": digest})
     boot = root.bootstrap
     assert boot is not None
     include = ",".join(boot.include)
@@ -60,30 +59,21 @@ def build_root(settings: Settings, engine: Engine, hasher: FileHasher) -> ImageR
         CommandFailed: debootstrap or tar failed, or is not installed.
         PipelineError: not root (debootstrap), or the engine failed.
     """
-    started = time.monotonic()
     root = settings.root
     if root.image and engine.image(root.image) is None:
         engine.pull(root.image)
     key = root_key(settings, engine, hasher)
-    existing = engine.image(settings.root_ref)
-    if existing is not None and existing.labels.get(LABEL_INPUTS) == key.digest:
-        keystore.save(settings.build_dir, TASK, key)
-        return ImageResult(TASK, settings.root_ref, existing.id, key.digest, False, 0.0, existing.size)
     labels = {LABEL_INPUTS: key.digest, LABEL_STAGE: TASK, LABEL_NAMESPACE: settings.namespace}
-    if root.image:
-        image_id = _from_image(settings, engine, root.image, labels)
-    elif root.rootfs:
-        log.info("root: importing %s", root.rootfs)
-        image_id = engine.import_tar(str(root.rootfs), _label_changes(labels))
-    else:
-        image_id = _bootstrap(settings, engine, labels)
-    engine.tag(image_id, settings.root_ref)
-    keystore.save(settings.build_dir, TASK, key)
-    info = engine.require(settings.root_ref, "the root image vanished right after tagging")
-    seconds = time.monotonic() - started
-    return ImageResult(
-        TASK, settings.root_ref, image_id, key.digest, True, seconds, info.size, existing.size if existing else 0
-    )
+
+    def make() -> str:
+        if root.image:
+            return _from_image(settings, engine, root.image, labels)
+        if root.rootfs:
+            log.info("root: importing %s", root.rootfs)
+            return engine.import_tar(str(root.rootfs), _label_changes(labels))
+        return _bootstrap(settings, engine, labels)
+
+    return produce(settings, engine, TASK, settings.root_ref, key, make)
 
 
 def _label_changes(labels: dict[str, str]) -> list[str]:
@@ -125,7 +115,7 @@ def _bootstrap(settings: Settings, engine: Engine, labels: dict[str, str]) -> st
 
 
 def _tar_stream(directory: Path) -> Iterator[bytes]:
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(directory), "-c", "."],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -150,5 +140,5 @@ def _remove_tree(path: Path) -> None:
         mounts = []
     inside = sorted((m.split()[1] for m in mounts if m.split()[1].startswith(str(path.resolve()) + "/")), reverse=True)
     for mount in inside:
-        subprocess.run(["umount", "-l", mount], check=False)  # noqa: S603,S607
+        subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(path, ignore_errors=True)

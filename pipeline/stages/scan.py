@@ -28,7 +28,8 @@ from pipeline.scan.report import document, summary
 from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.manifest import manifest_path
-from pipeline.stages.publish import backend_for, pushed_record
+from pipeline.registry.backend import backend_for
+from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 
 log = logging.getLogger(__name__)

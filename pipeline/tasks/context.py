@@ -34,6 +34,7 @@ class Context:
 
 
 _context: Context | None = None
+_pid = os.getpid()
 
 
 def deployments_dir() -> Path:
@@ -48,7 +49,11 @@ def get() -> Context:
         InvalidDodoFile: the configuration is invalid; doit prints the one-line
             message (no traceback) and exits 3.
     """
-    global _context
+    global _context, _pid
+    if _context is not None and _pid != os.getpid():
+        # A `doit -n N -P process` worker: never share the parent's daemon connections across fork.
+        _context = Context(_context.settings, Engine(), FileHasher(_context.hasher.cache_file))
+        _pid = os.getpid()
     if _context is None:
         doit_vars = {key: get_var(key, None) for key in config.OVERRIDE_KEYS}
         try:
