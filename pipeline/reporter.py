@@ -17,8 +17,11 @@ from pipeline.units import human_size
 # Tasks that only look at images or run long interactive containers: they must not hold the
 # run lock (a developer's `doit sh:demo` would otherwise block every other run in the checkout).
 LOCK_FREE = frozenset(
-    {"exec", "sh", "root_sh", "dev", "run_lab", "cp", "env_list", "env_export", "history", "graph"}
+    {"exec", "sh", "root_sh", "dev", "run_lab", "cp", "env_list", "env_export", "history", "graph",
+     "secrets_edit", "secrets_cat"}
 )
+# Tasks whose stdout is data (`doit secrets_cat:demo > file`): no task lines, no summary around it.
+QUIET = frozenset({"secrets_cat", "env_export"})
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -47,7 +50,9 @@ class PipelineReporter(ConsoleReporter):
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         # Runs only for commands that execute tasks (not list or info), before any state is read.
-        if not all(name.split(":", 1)[0] in LOCK_FREE for name in selected_tasks or ()):
+        basenames = {name.split(":", 1)[0] for name in selected_tasks or ()}
+        self._quiet = bool(basenames) and basenames <= QUIET
+        if not basenames or not basenames <= LOCK_FREE:
             try:
                 lock.acquire()
             except LockTimeout as exc:
@@ -57,9 +62,12 @@ class PipelineReporter(ConsoleReporter):
         signal.signal(signal.SIGTERM, _interrupt)
         super().initialize(tasks, selected_tasks)
 
+    _quiet = False
+
     def execute_task(self, task: Any) -> None:
         self._started[task.name] = time.monotonic()
-        super().execute_task(task)
+        if not self._quiet:
+            super().execute_task(task)
 
     def add_success(self, task: Any) -> None:
         self._record(task, "ran")
@@ -86,7 +94,7 @@ class PipelineReporter(ConsoleReporter):
 
     def complete_run(self) -> None:
         super().complete_run()
-        if self._rows:
+        if self._rows and not self._quiet:
             self.write(summary_table(list(self._rows.values())))
 
 
