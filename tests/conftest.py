@@ -53,3 +53,19 @@ def built(project: Project) -> Project:
     """The fixture project after a successful first full build."""
     build_all(project)
     return project
+
+
+# -- services for the registry tests (started and stopped by the tests; see services.py) --------
+from services import (  # noqa: E402,F401  (fixtures, found by pytest through this module)
+    auth_registry,
+    docker_config,
+    moto,
+    moto_server,
+    nodelete_registry,
+    readonly_registry,
+    registry,
+    registry_factory,
+)
+
+# -- a second Docker engine for the scaling tests (see engines.py) --------------------------------
+from engines import engine_b  # noqa: E402,F401

@@ -403,23 +403,54 @@ def labels_of(client: docker.DockerClient, ref: str) -> dict[str, str]:
     return client.images.get(ref).labels or {}
 
 
-def _owned_by(image: Image, ns: str) -> bool:
-    return any(t.startswith((f"{ns}/", f"{REGISTRY}/{ns}-")) for t in image.tags)
+@dataclass(frozen=True)
+class ImageSummary:
+    id: str
+    tags: tuple[str, ...]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:19]
 
 
-def namespace_images(client: docker.DockerClient, ns: str) -> list[Image]:
+def _owned_by(tags: Iterable[str], ns: str) -> bool:
+    return any(t.startswith((f"{ns}/", f"{REGISTRY}/{ns}-")) or f"/{ns}-" in t for t in tags)
+
+
+def namespace_images(client: docker.DockerClient, ns: str) -> list[ImageSummary]:
     """Every image of the namespace: labelled ones (tagged, untagged, intermediate)
-    plus any tagged NS/... or REGISTRY/NS-... (e.g. an imported base image)."""
-    found = {i.id: i for i in client.images.list(all=True, filters={"label": f"pipeline.namespace={ns}"})}
-    found.update({i.id: i for i in client.images.list(all=True) if _owned_by(i, ns)})
+    plus any tagged NS/..., REGISTRY/NS-... or HOST/NS-... (e.g. an imported base image).
+
+    Uses the list endpoint only (no per-image inspect), so images that other processes
+    remove meanwhile cannot make it fail."""
+    def summaries(**filters: Any) -> list[ImageSummary]:
+        rows = client.api.images(all=True, filters=filters or None)
+        return [ImageSummary(r["Id"], tuple(t for t in r.get("RepoTags") or () if t != "<none>:<none>")) for r in rows]
+
+    found = {i.id: i for i in summaries(label=f"pipeline.namespace={ns}")}
+    found.update({i.id: i for i in summaries() if _owned_by(i.tags, ns)})
     return list(found.values())
 
 
-def namespace_containers(client: docker.DockerClient, ns: str, image_ids: Iterable[str] = ()) -> list[Any]:
-    found = {c.id: c for c in client.containers.list(all=True, filters={"label": f"pipeline.namespace={ns}"})}
+@dataclass(frozen=True)
+class ContainerSummary:
+    id: str
+    image_id: str
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+def namespace_containers(client: docker.DockerClient, ns: str, image_ids: Iterable[str] = ()) -> list[ContainerSummary]:
+    """Containers labelled with the namespace or made from its images (list endpoint only: race-free)."""
+    def summaries(**filters: Any) -> list[ContainerSummary]:
+        return [ContainerSummary(r["Id"], r.get("ImageID", "")) for r in client.api.containers(all=True, filters=filters or None)]
+
+    found = {c.id: c for c in summaries(label=f"pipeline.namespace={ns}")}
     ids = set(image_ids)
     if ids:
-        found.update({c.id: c for c in client.containers.list(all=True) if c.attrs.get("Image") in ids})
+        found.update({c.id: c for c in summaries() if c.image_id in ids})
     return list(found.values())
 
 
@@ -428,7 +459,7 @@ def cleanup_namespace(client: docker.DockerClient, ns: str, rounds: int = 10) ->
     images = namespace_images(client, ns)
     for container in namespace_containers(client, ns, (i.id for i in images)):
         try:
-            container.remove(force=True)
+            client.api.remove_container(container.id, force=True)
         except docker.errors.APIError:  # includes NotFound
             pass
     for _ in range(rounds):  # children before parents: retry until nothing is left
@@ -462,3 +493,168 @@ def sleep_until(deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
+
+
+# --------------------------------------------------------------------------
+# registry features: push, promote, pull, delete, login, release
+# --------------------------------------------------------------------------
+BUILD_TAG = f"unscanned-latest-{ENVIRONMENT}"  # deployment.yaml tags.build, the default
+PROMOTED_TAG = f"latest-{ENVIRONMENT}"  # deployment.yaml tags.promoted, the default
+FAST = {"retries": 1, "backoff": 0.1}  # keep failing registry calls short in tests
+ECR_ACCOUNT = "123456789012"
+ECR_REGION = "us-east-1"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def repo_of(project: Project, deployment: str) -> str:
+    """The repository of a deployment in the fixture project: NS-DEPLOYMENT."""
+    return f"{project.ns}-{deployment}"
+
+
+def image_ref(project: Project, deployment: str, host: str, tag: str = BUILD_TAG) -> str:
+    """HOST/NS-DEPLOYMENT:TAG (the mission image's local tag when ``tag`` is the build tag)."""
+    return f"{host}/{repo_of(project, deployment)}:{tag}"
+
+
+def set_registry(project: Project, registry: dict[str, Any], deployment: str | None = None) -> None:
+    """Replace the shared registry (pipeline.yaml), or one deployment's (deployment.yaml)."""
+    rel = f"{deployment}/deployment.yaml" if deployment else "pipeline.yaml"
+    project.update_yaml(rel, lambda c: c.update(registry=registry))
+
+
+def use_generic_registry(project: Project, host: str, deployment: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Point the project at a plain-http registry with fast retries; ``extra`` adds or
+    overrides keys (username_env, retries, ...). Returns the mapping written."""
+    registry = {"kind": "generic", "host": host, "insecure": True, **FAST, **extra}
+    set_registry(project, registry, deployment)
+    use_offline_scan(project)
+    return registry
+
+
+def use_ecr_registry(project: Project, endpoint_url: str, host: str, deployment: str | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """Point the project at ECR served by moto (``endpoint_url``), with a local registry
+    as the data plane (``host``)."""
+    registry = {"kind": "ecr", "account": ECR_ACCOUNT, "region": ECR_REGION, "endpoint_url": endpoint_url,
+                "host": host, **FAST, **extra}
+    set_registry(project, registry, deployment)
+    use_offline_scan(project)
+    return registry
+
+
+def use_offline_scan(project: Project) -> None:
+    """promote waits for scan:NAME; give the scan a local OSV database whose one advisory
+    matches nothing (no findings, no network, no ECR scan), so the registry tests see
+    only registry behaviour."""
+    import json
+
+    advisory = {"id": "PT-0000-0000", "modified": "2026-01-01T00:00:00Z", "summary": "matches nothing",
+                "affected": [{"package": {"ecosystem": "PyPI", "name": "pipeline-tests-no-such-package"},
+                              "versions": ["0.0.0"]}]}
+    project.write("osv/PT-0000-0000.json", json.dumps(advisory))
+    project.update_yaml("pipeline.yaml", lambda c: c.update(scan={"backend": "osv", "osv": "osv"}))
+
+
+def registry_record(project: Project, deployment: str) -> dict[str, Any]:
+    """build/registry/NAME.json, written by push:NAME."""
+    import json
+
+    return json.loads((project.root / "build" / "registry" / f"{deployment}.json").read_text())
+
+
+def digests_in(output: str) -> set[str]:
+    return set(_DIGEST.findall(output))
+
+
+def summary_rows(output: str) -> dict[str, str]:
+    """The summary table printed at the end of a run: stage -> 'ran' / 'up to date' / 'FAILED'
+    ('built', which image stages say when they built, counts as 'ran')."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("stage ") and "result" in line]
+    assert starts, f"no summary table in the output:\n{output}"
+    rows: dict[str, str] = {}
+    for line in lines[starts[-1] + 1:]:
+        if not line.strip() or line[0].isdigit():  # the closing "N stages: ..." line
+            break
+        name, rest = line.split(None, 1)
+        result = next((r for r in ("up to date", "FAILED", "ran", "built") if rest.startswith(r)), rest.split()[0])
+        rows[name] = "ran" if result == "built" else result
+    return rows
+
+
+def assert_not_leaked(result: RunResult, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in result.output, f"secret {secret[:3]}… appears in the output\n{result}"
+
+
+def tiny_image(client: docker.DockerClient, ns: str, ref: str, content: str = "hello") -> Image:
+    """A one-file image FROM scratch, labelled with the namespace (so the namespace
+    fixture removes it and every copy pulled back), tagged ``ref``."""
+    import io
+
+    files = {"Dockerfile": f"FROM scratch\nLABEL pipeline.namespace={ns}\nCOPY f /f\n", "f": content}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    image, _ = client.images.build(fileobj=buffer, custom_context=True, tag=ref, rm=True)
+    return image
+
+
+def push_with_sdk(client: docker.DockerClient, ref: str, auth: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Push ``ref`` through the Docker SDK; returns the decoded stream (errors are in it, not raised)."""
+    repository, tag = ref.rsplit(":", 1)
+    auth_config = {"username": auth[0], "password": auth[1]} if auth else None
+    return list(client.images.push(repository, tag, stream=True, decode=True, auth_config=auth_config))
+
+
+# --------------------------------------------------------------------------
+# hands-on commands (exec, sh, dev, run_lab, ...)
+# --------------------------------------------------------------------------
+def run_doit_input(project: Project, *args: str, input: str, env: dict[str, str] | None = None,
+                   timeout: float = RUN_TIMEOUT) -> RunResult:
+    """Run doit with ``input`` on its stdin (no TTY), e.g. commands for `doit sh:NAME`."""
+    proc = subprocess.run(doit_command(project.root, *args), input=input, capture_output=True, text=True,
+                          env=doit_env(env), timeout=timeout)
+    return RunResult.parse(proc.returncode, proc.stdout + proc.stderr)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------
+# inspection stages (test, freeze, manifest, history)
+# --------------------------------------------------------------------------
+def assert_no_containers(client: docker.DockerClient, ns: str) -> None:
+    """No container of the namespace (by label, or made from one of its images) is left, running or stopped.
+
+    Uses the low-level API's listings only, so images that other test runs remove meanwhile do not matter.
+    """
+    prefixes = (f"{ns}/", f"{REGISTRY}/{ns}-")
+    ids = {i["Id"] for i in client.api.images(all=True)
+           if (i.get("Labels") or {}).get("pipeline.namespace") == ns
+           or any(t.startswith(prefixes) for t in i.get("RepoTags") or ())}
+    left = [c.get("Names") for c in client.api.containers(all=True)
+            if (c.get("Labels") or {}).get("pipeline.namespace") == ns or c.get("ImageID") in ids]
+    assert not left, f"containers left behind: {left}"
+
+
+def load_manifest(project: Project, deployment: str) -> dict[str, Any]:
+    return yaml.safe_load((project.root / "build" / "manifests" / f"{deployment}.yaml").read_text())
+
+
+def assert_stage_result(result: RunResult, task: str, expected: str) -> None:
+    """The summary table's result for ``task`` ('ran', 'up to date', 'FAILED').
+    (doit prints `.  TASK` when a task starts, so a failed task is in ``result.ran`` too.)"""
+    rows = summary_rows(result.output)
+    assert rows.get(task) == expected, f"{task}: {rows.get(task, 'not in the summary')}, expected {expected}\n{result}"

@@ -40,6 +40,10 @@ class StageCheck:
         finally:
             context.get().hasher.save()
         self.reason = fresh.reason
+        if task is not None:
+            # `doit info` prints a task's meta after its status: this is how it shows the state of a
+            # current stage too (e.g. "…; pulled from cache"), not only the reasons of a stale one.
+            task.meta = {**(task.meta or {}), "state": fresh.reason}
         return bool(fresh.current)
 
     def __repr__(self) -> str:
