@@ -1,0 +1,413 @@
+"""Patching: run a script as root in a container from an image and commit the result as the new image.
+
+Each patch leaves its record inside the image, in ``/opt/patches/SOURCE_ID/``
+(the 12-hex short ID of the image it patched): ``metadata.yaml``,
+``source-inspect.json``, the script and ``patch.log``.  Patches stack: every
+one adds its own directory.
+
+The committed image keeps the source's configuration (User, Cmd, Entrypoint,
+WorkingDir, Env, Labels, ExposedPorts, Volumes, StopSignal, Healthcheck, ...):
+it is read from the source's inspect and passed as the commit's config, plus
+one ``pipeline.patch`` label.  The container is set up so that the daemon,
+which fills empty config fields from the container's own, has nothing of ours
+to fill in (see :func:`container_command`).
+
+Nothing is lost on failure: the source stays tagged ``REPO:pre-patch-SHORTID``
+before the mission tag moves, and a failing script leaves no image behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from pipeline.config import Settings
+from pipeline.engine import Engine, ImageInfo
+from pipeline.errors import CommandFailed, ConfigError, ImageNotFound, PipelineError
+from pipeline.keys import short
+from pipeline.plan import LABEL_NAMESPACE, mission_spec
+from pipeline.yamlfile import display
+
+log = logging.getLogger(__name__)
+
+PATCH_ROOT = "/opt/patches"
+LABEL_PATCH = "pipeline.patch"
+TAIL = 20
+# The parts of an image's Config that a commit must carry over (everything but the container's identity).
+_CONTAINER_ONLY = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+                   "OpenStdin", "StdinOnce", "Image")
+_WRAPPER = 'cd "$1" && exec "$2"'
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """A finished container: its ID (still present), exit code and output lines."""
+
+    container: str
+    returncode: int
+    output: tuple[str, ...]
+
+    def tail(self, lines: int = TAIL) -> str:
+        return "\n".join(f"    {line}" for line in self.output[-lines:]) or "    (no output)"
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    deployment: str
+    ref: str
+    image_id: str
+    source_id: str
+    backup_ref: str
+    directory: str
+    seconds: float
+    size: int = 0
+    source_size: int = 0
+
+    def values(self) -> dict[str, Any]:
+        return {"image": self.image_id, "ref": self.ref, "source": self.source_id, "backup": self.backup_ref,
+                "directory": self.directory, "seconds": round(self.seconds, 3), "size": self.size,
+                "source_size": self.source_size}
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    directory: str
+    time: str
+    author: str
+    description: str
+    source_id: str
+    source_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    ref: str
+    image_id: str
+    patches: tuple[PatchRecord, ...] = field(default_factory=tuple)
+
+    def values(self) -> dict[str, Any]:
+        return {"image": self.image_id, "ref": self.ref, "patches": [p.directory for p in self.patches]}
+
+
+# -- shared with crosslink: containers that run one program and are committed ------------------
+
+def short_id(image_id: str) -> str:
+    """The 12-hex short ID docker prints (no algorithm prefix): names the patch directory and backup tags."""
+    return image_id.split(":")[-1][:12]
+
+
+def repository_of(ref: str) -> str:
+    """REPO (with registry host) of ``REPO:TAG``."""
+    base = ref.split("@", 1)[0]
+    head, _, tail = base.rpartition(":")
+    return head if head and "/" not in tail else base
+
+
+def backup_ref(ref: str, image_id: str, kind: str) -> str:
+    """``REPO:pre-KIND-SHORTID``: where the image the mission tag held stays reachable."""
+    return f"{repository_of(ref)}:pre-{kind}-{short_id(image_id)}"
+
+
+def commit_config(source: ImageInfo, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The source's configuration for a commit, with ``labels`` added.
+
+    An image with neither Entrypoint nor Cmd gets ``Entrypoint: []`` (the same
+    behaviour as none): otherwise the daemon would fill it from the container's.
+    """
+    config = {k: v for k, v in dict(source.attrs.get("Config") or {}).items() if k not in _CONTAINER_ONLY}
+    config["Labels"] = {**dict(config.get("Labels") or {}), **labels}
+    if not config.get("Entrypoint") and not config.get("Cmd"):
+        config["Entrypoint"] = []
+    return config
+
+
+def container_command(source: ImageInfo, argv: Sequence[str]) -> tuple[list[str] | None, list[str] | None]:
+    """(entrypoint, command) that run ``argv`` without leaking into a commit of the container.
+
+    The daemon fills an empty Entrypoint, Cmd, User and WorkingDir of the commit
+    from the container, so the program runs as the container's Cmd when the
+    image has no Entrypoint but a Cmd (the commit's own Cmd wins), and as its
+    Entrypoint otherwise (the commit's own Entrypoint, or ``[]``, wins).
+    """
+    config = source.attrs.get("Config") or {}
+    if not config.get("Entrypoint") and config.get("Cmd"):
+        return None, list(argv)
+    return list(argv), None
+
+
+def tar_of(files: Mapping[str, tuple[bytes, int]], top: str) -> bytes:
+    """A tar holding ``top/`` (a directory, mode 0755) and ``top/NAME`` for each (data, mode), owned by root."""
+    buffer = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        parts = PurePosixPath(top).parts
+        for depth in range(1, len(parts) + 1):
+            info = tarfile.TarInfo(str(PurePosixPath(*parts[:depth])))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            tar.addfile(info)
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size, info.mode, info.mtime = len(data), mode, now
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def run_program(engine: Engine, source: ImageInfo, argv: Sequence[str], *, namespace: str,
+                files: Mapping[str, bytes] | None = None, stream: bool = True, what: str = "",
+                network: str | None = None) -> ContainerRun:
+    """Run ``argv`` as root in a new container from ``source``; the container is kept for a commit.
+
+    ``files`` maps a directory in the container to a tar to unpack at ``/`` before the start;
+    ``network="none"`` runs it without a network.
+    The caller removes the container (:meth:`Engine.remove_container`).
+
+    Raises:
+        PipelineError: the container cannot be created or started (e.g. ``argv[0]`` is not in the image).
+    """
+    entrypoint, command = container_command(source, argv)
+    config = source.attrs.get("Config") or {}
+    user = "0" if config.get("User") else None  # an empty User is root already and must stay empty
+    container = engine.create_container(source.id, entrypoint=entrypoint, command=command, user=user,
+                                        labels={LABEL_NAMESPACE: namespace}, network=network)
+    try:
+        for data in (files or {}).values():
+            engine.put_archive(container, "/", data)
+        try:
+            engine.start_container(container)
+        except PipelineError as exc:
+            raise PipelineError(f"cannot run {argv[0]} in image {short(source.id)}{what}: {exc}") from None
+        lines: list[str] = []
+        for line in engine.container_output(container):
+            lines.append(line)
+            if stream:
+                log.info("%s", line)
+        returncode = engine.wait_container(container)
+    except BaseException:
+        engine.remove_container(container)
+        raise
+    return ContainerRun(container, returncode, tuple(lines))
+
+
+def commit_and_tag(engine: Engine, container: str, source: ImageInfo, config: Mapping[str, Any],
+                   ref: str, kind: str | None) -> tuple[str, tuple[str, ...]]:
+    """Commit ``container`` (removed afterwards), keep the old images reachable, then move ``ref``.
+
+    The source, and the image ``ref`` held when that is another one, are tagged
+    ``REPO:pre-KIND-SHORTID`` first (none when ``kind`` is None).  Returns (new image ID, those backup refs).
+    On any failure the committed image is removed and ``ref`` does not move.
+    """
+    image_id, tagged = "", False
+    try:
+        image_id = engine.commit(container, config)
+        engine.remove_container(container)
+        current = engine.image(ref)
+        keep = [source.id] + ([current.id] if current is not None and current.id != source.id else [])
+        keep = keep if kind else []
+        saved = tuple(backup_ref(ref, kept, kind or "") for kept in keep)
+        for kept, backup in zip(keep, saved):
+            engine.tag(kept, backup)
+        engine.tag(image_id, ref)
+        tagged = True
+        return image_id, saved
+    finally:
+        engine.remove_container(container)
+        if image_id and not tagged:
+            engine.remove_image(image_id)
+
+
+# -- patch -------------------------------------------------------------------------------------
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_image(settings: Settings, engine: Engine, name: str, source: str | None) -> tuple[str, ImageInfo]:
+    """(mission ref, the image to patch: ``source`` or the image the mission tag holds).
+
+    Raises:
+        ImageNotFound: naming the image and what to run.
+    """
+    ref = mission_spec(settings, settings.deployment(name)).ref
+    if source:
+        return ref, engine.require(source, "pull or build it first, or leave out --source")
+    return ref, engine.require(ref, f"run `doit build:{name}` or `doit pull:{name}` first")
+
+
+def patch_image(settings: Settings, engine: Engine, name: str, script: Path, author: str, description: str,
+                source: str | None = None, extra: Mapping[str, tuple[bytes, int]] | None = None) -> PatchResult:
+    """Run ``script`` as root in a container from the source image and tag the commit as the mission image.
+
+    Raises:
+        ConfigError: no script, author or description, or the script cannot be read.
+        ImageNotFound: the source image does not exist.
+        CommandFailed: the script exited non-zero (the tail of its output in the message); nothing was tagged.
+    """
+    started = time.monotonic()
+    if not author.strip() or not description.strip():
+        raise ConfigError(f"patch:{name}: give --author and --description (they are recorded in the image)")
+    try:
+        body = script.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"patch:{name}: cannot read the patch script {display(script)}: {exc.strerror}; "
+                          "give an existing file with --script") from None
+    ref, src = source_image(settings, engine, name, source)
+    directory = f"{PATCH_ROOT}/{short_id(src.id)}"
+    when = utc_now()
+    script_name = script.name or "patch-script"
+    metadata = {"author": author, "description": description, "time": when, "source_id": src.id,
+                "source_tags": list(src.tags), "script": script_name, "deployment": name}
+    files = {
+        "metadata.yaml": (yaml.safe_dump(metadata, sort_keys=False).encode(), 0o644),
+        "source-inspect.json": (json.dumps(src.attrs, indent=2, sort_keys=True).encode() + b"\n", 0o644),
+        script_name: (body, 0o755),
+        **dict(extra or {}),
+    }
+    log.info("patch:%s: running %s as root in a container from %s (%s)", name, display(script), short(src.id),
+             ", ".join(src.tags) or "untagged")
+    run = run_program(engine, src, ["/bin/sh", "-c", _WRAPPER, "sh", directory, f"./{script_name}"],
+                      namespace=settings.namespace, files={directory: tar_of(files, directory.lstrip("/"))},
+                      what=" (patches need /bin/sh in the image)")
+    log_text = ("\n".join(run.output) + "\n").encode()
+    if run.returncode != 0:
+        engine.remove_container(run.container)
+        raise CommandFailed(f"patch script {display(script)} exited with {run.returncode} in a container from "
+                            f"{short(src.id)}; no image made, {ref} unchanged; last output:\n{run.tail()}")
+    engine.put_archive(run.container, "/", tar_of({"patch.log": (log_text, 0o644)}, directory.lstrip("/")))
+    label = json.dumps({"time": when, "author": author, "description": description, "source": src.id},
+                       sort_keys=True)
+    config = commit_config(src, {LABEL_PATCH: label})
+    image_id, backups = commit_and_tag(engine, run.container, src, config, ref, "patch")
+    saved = backups[0]
+    new = engine.require(image_id, "the commit reported an image that does not exist")
+    seconds = time.monotonic() - started
+    log.info("patch:%s: %s is now %s (patched %s, kept as %s) in %.1f s", name, ref, short(image_id),
+             short(src.id), saved, seconds)
+    return PatchResult(name, ref, image_id, src.id, saved, directory, seconds, new.size, src.size)
+
+
+SHIPPED_SCRIPTS = Path(__file__).resolve().parents[2] / "deployments" / "common" / "scripts"
+
+
+def shipped_script(settings: Settings, name: str) -> Path:
+    """deployments/common/scripts/NAME of the project when it has one, else the copy shipped with the pipeline."""
+    own = settings.deployments_dir / "common" / "scripts" / name
+    return own if own.is_file() else SHIPPED_SCRIPTS / name
+
+
+def apt_upgrade_script(settings: Settings) -> Path:
+    """The OS-upgrade script: deployments/common/scripts/apt-upgrade."""
+    return shipped_script(settings, "apt-upgrade")
+
+
+def patch_os(settings: Settings, engine: Engine, name: str, author: str, description: str = "",
+             source: str | None = None) -> PatchResult:
+    """Patch with the shipped OS-upgrade script.
+
+    Raises:
+        ConfigError: the script is missing; see :func:`patch_image` for the rest.
+    """
+    script = apt_upgrade_script(settings)
+    return patch_image(settings, engine, name, script, author, description or "OS upgrade", source)
+
+
+SSL_SCRIPT = """#!/bin/sh
+# Install the CA certificates in ./certs/ into the image's trust store (doit patch_ssl).
+set -eu
+if command -v update-ca-certificates >/dev/null 2>&1; then
+    mkdir -p /usr/local/share/ca-certificates/pipeline
+    cp certs/*.crt /usr/local/share/ca-certificates/pipeline/
+    update-ca-certificates
+else
+    mkdir -p /etc/ssl/certs
+    cat certs/*.crt >> /etc/ssl/certs/ca-certificates.crt
+    echo "no update-ca-certificates: appended $(ls certs | wc -l) certificate(s) to /etc/ssl/certs/ca-certificates.crt"
+fi
+if [ -x /opt/common-scripts/fix-certs ]; then
+    /opt/common-scripts/fix-certs
+fi
+"""
+
+
+def split_pem(text: str) -> list[str]:
+    """The PEM certificates of a bundle, one string each."""
+    certs, current = [], []
+    for line in text.splitlines():
+        if "-----BEGIN CERTIFICATE-----" in line:
+            current = [line]
+        elif current:
+            current.append(line)
+            if "-----END CERTIFICATE-----" in line:
+                certs.append("\n".join(current) + "\n")
+                current = []
+    return certs
+
+
+def patch_ssl(settings: Settings, engine: Engine, name: str, author: str, description: str = "",
+              bundle: Path | None = None, source: str | None = None) -> PatchResult:
+    """Install a CA bundle (default: certs.target) into the image's trust store.
+
+    Raises:
+        ConfigError: the bundle cannot be read or holds no certificate.
+    """
+    path = bundle or settings.certs.target
+    try:
+        certs = split_pem(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as exc:
+        raise ConfigError(f"patch_ssl:{name}: cannot read the CA bundle {display(path)}: {exc.strerror}; "
+                          "run `doit certs` or give --bundle FILE") from None
+    if not certs:
+        raise ConfigError(f"patch_ssl:{name}: {display(path)} holds no BEGIN CERTIFICATE block; give a PEM bundle")
+    extra = {f"certs/pipeline-ca-{i:03d}.crt": (pem.encode(), 0o644) for i, pem in enumerate(certs)}
+    with tempfile.TemporaryDirectory(prefix="pipeline-ssl-") as tmp:
+        script = Path(tmp) / "install-ca-bundle"
+        script.write_text(SSL_SCRIPT)
+        return patch_image(settings, engine, name, script, author,
+                           description or f"CA bundle {path.name} ({len(certs)} certificates)", source, extra)
+
+
+# -- history -----------------------------------------------------------------------------------
+
+def patch_history(settings: Settings, engine: Engine, name: str, image: str | None = None) -> HistoryResult:
+    """The patches recorded in the image (default: the mission image), oldest first.
+
+    Raises:
+        ImageNotFound: the image does not exist.
+    """
+    ref = image or mission_spec(settings, settings.deployment(name)).ref
+    info = engine.require(ref, f"run `doit build:{name}` or `doit pull:{name}` first, or give --image")
+    records: list[PatchRecord] = []
+    with tempfile.TemporaryDirectory(prefix="pipeline-patches-") as tmp:
+        try:
+            engine.copy_from_image(info.id, PATCH_ROOT, Path(tmp))
+        except ImageNotFound:
+            log.info("%s (%s) has no %s: no patches recorded", ref, short(info.id), PATCH_ROOT)
+            return HistoryResult(ref, info.id)
+        for meta in sorted(Path(tmp).glob("patches/*/metadata.yaml")):
+            records.append(_record(meta))
+    records.sort(key=lambda r: (r.time, r.directory))
+    log.info("%s (%s): %d patch(es)", ref, short(info.id), len(records))
+    for number, rec in enumerate(records, 1):
+        log.info("%d. %s  %s  %s  (source %s, %s/%s)", number, rec.time, rec.author, rec.description,
+                 short(rec.source_id), PATCH_ROOT, rec.directory)
+    return HistoryResult(ref, info.id, tuple(records))
+
+
+def _record(meta: Path) -> PatchRecord:
+    try:
+        data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        data = {}
+    tags: Iterable[str] = data.get("source_tags") or ()
+    return PatchRecord(meta.parent.name, str(data.get("time", "?")), str(data.get("author", "?")),
+                       str(data.get("description", "?")), str(data.get("source_id", "?")), tuple(tags))

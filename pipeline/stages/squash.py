@@ -1,0 +1,430 @@
+"""Squashing: crosslink -> export -> import into one layer, verified before the mission tag moves.
+
+Steps and their keys (recorded in build/squash/NAME.json; the images' labels are the truth):
+
+- crosslink: NAMESPACE/squash-NAME:crosslinked, labelled with the mission image's ID (see crosslink.py);
+- export + import: the crosslinked container's file system streamed from
+  ``docker export`` straight into ``docker import`` (no archive on disk unless
+  asked: then it is written as it passes, like ``tee``), the source configuration
+  restored through import ``changes``; the result is NAMESPACE/squash-NAME:imported,
+  labelled ``pipeline.squash`` with the IDs of the source and the crosslinked image;
+- verify: the file trees of the source and the imported image, listed inside
+  containers of both, must be equal (hard-link structure aside);
+- tag: the source stays reachable as REPO:pre-squash-SHORTID, the mission tag
+  moves to the squashed image, the intermediate tags are removed.
+
+``export:NAME`` alone writes the archive (default build/squash/NAME.tar);
+``import:NAME`` imports from that archive when it was made from the current
+crosslinked image, else streams.  Only ``squash:NAME`` moves the mission tag.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.config import Settings
+from pipeline.engine import BuildRequest, Engine, ImageInfo
+from pipeline.errors import PipelineError
+from pipeline.keys import short
+from pipeline.plan import LABEL_NAMESPACE, mission_spec
+from pipeline.stages import records
+from pipeline.stages.crosslink import (
+    compare_images,
+    crosslink_image,
+    crosslinked_ref,
+    squash_repo,
+)
+from pipeline.stages.patch import backup_ref
+from pipeline.stages.results import Freshness
+from pipeline.yamlfile import display
+
+log = logging.getLogger(__name__)
+
+KIND = "squash"
+LABEL_SQUASH = "pipeline.squash"
+SHOWN_DIFFERENCES = 8
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """export or import on its own."""
+
+    deployment: str
+    step: str
+    image_id: str  # the crosslinked image (export) or the imported one (import)
+    source_id: str
+    path: str  # the archive written or read ("" when streamed)
+    seconds: float
+    made: bool
+
+    def values(self) -> dict[str, Any]:
+        return {"step": self.step, "image": self.image_id, "source": self.source_id, "archive": self.path,
+                "seconds": round(self.seconds, 3), "made": self.made}
+
+
+@dataclass(frozen=True)
+class SquashResult:
+    deployment: str
+    ref: str
+    image_id: str
+    source_id: str
+    backup_ref: str
+    size_before: int
+    size_after: int
+    seconds: Mapping[str, float]
+    files_linked: int = 0
+    bytes_saved: int = 0
+
+    def values(self) -> dict[str, Any]:
+        return {"image": self.image_id, "ref": self.ref, "source": self.source_id, "backup": self.backup_ref,
+                "size_before": self.size_before, "size_after": self.size_after,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "files_linked": self.files_linked, "bytes_saved": self.bytes_saved}
+
+
+# -- names, records, keys --------------------------------------------------------------------------
+
+def imported_ref(settings: Settings, name: str) -> str:
+    return f"{squash_repo(settings, name)}:imported"
+
+
+def record_path(settings: Settings, name: str) -> Path:
+    return records.record_path(settings.build_dir, KIND, name)
+
+
+def default_archive(settings: Settings, name: str) -> Path:
+    return settings.build_dir / KIND / f"{name}.tar"
+
+
+def _update_record(settings: Settings, name: str, **steps: Any) -> None:
+    path = record_path(settings, name)
+    data = records.load(path) or {}
+    data.update(steps)
+    records.save(path, data)
+
+
+def mission_image(settings: Settings, engine: Engine, name: str) -> tuple[str, ImageInfo]:
+    """(mission ref, its image).
+
+    Raises:
+        ImageNotFound: naming the tag and what to run.
+    """
+    ref = mission_spec(settings, settings.deployment(name)).ref
+    return ref, engine.require(ref, f"run `doit build:{name}` or `doit pull:{name}` first")
+
+
+def squash_label(image: ImageInfo) -> dict[str, str]:
+    """The ``pipeline.squash`` label of an image made by import ({} when absent or unreadable)."""
+    try:
+        data = json.loads(image.labels.get(LABEL_SQUASH, "") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def squash_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
+    """Current when the mission tag already holds a squash result."""
+    ref, image = mission_image(settings, engine, name)
+    made = squash_label(image)
+    if made.get("source"):
+        return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (from {short(made['source'])})")
+    return Freshness(False, f"{ref} ({short(image.id)}) is not squashed")
+
+
+def import_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
+    """Current while NAMESPACE/squash-NAME:imported was made from the current crosslinked image."""
+    crossed = engine.image(crosslinked_ref(settings, name))
+    if crossed is None:
+        return Freshness(False, f"image {crosslinked_ref(settings, name)} is missing")
+    have = engine.image(imported_ref(settings, name))
+    if have is None:
+        return Freshness(False, f"image {imported_ref(settings, name)} is missing")
+    if squash_label(have).get("crosslinked") != crossed.id:
+        return Freshness(False, f"{imported_ref(settings, name)} was not imported from {short(crossed.id)}")
+    return Freshness(True, f"{imported_ref(settings, name)} ({short(have.id)}) is current")
+
+
+def export_freshness(settings: Settings, engine: Engine, name: str, keep_archive: str = "") -> Freshness:
+    """Current while the archive exists and was exported from the current crosslinked image."""
+    crossed = engine.image(crosslinked_ref(settings, name))
+    if crossed is None:
+        return Freshness(False, f"image {crosslinked_ref(settings, name)} is missing")
+    done = (records.load(record_path(settings, name)) or {}).get("export") or {}
+    path = Path(keep_archive) if keep_archive else default_archive(settings, name)
+    if done.get("source") != crossed.id or done.get("archive") != str(path.resolve()):
+        return Freshness(False, f"{display(path)} was not exported from {short(crossed.id)}")
+    if not path.is_file() or path.stat().st_size != done.get("bytes"):
+        return Freshness(False, f"{display(path)} is missing or changed")
+    return Freshness(True, f"{display(path)} holds the export of {short(crossed.id)}")
+
+
+# -- import changes ----------------------------------------------------------------------------
+
+def _quoted(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise PipelineError(f"{what} holds a line break, which docker import cannot restore; "
+                            "remove it from the image's configuration before squashing")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _duration(ns: int) -> str:
+    return f"{int(ns)}ns"
+
+
+def import_changes(config: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> list[str]:
+    """Dockerfile instructions that give an imported image the configuration ``config`` (an inspect's Config).
+
+    ENV/LABEL values are quoted with ``$`` escaped (import expands variables); CMD,
+    ENTRYPOINT and VOLUME use the JSON form.  See :func:`build_only_instructions` for the rest.  ``labels`` are added to the image's.
+
+    Raises:
+        PipelineError: a value cannot be expressed (a line break in an ENV or LABEL value).
+    """
+    changes: list[str] = []
+    for item in config.get("Env") or ():
+        key, _, value = str(item).partition("=")
+        changes.append(f"ENV {key}={_quoted(value, f'ENV {key}')}")
+    all_labels = {**dict(config.get("Labels") or {}), **dict(labels or {})}
+    for key, value in all_labels.items():
+        changes.append(f"LABEL {_quoted(key, 'a label name')}={_quoted(str(value), f'LABEL {key}')}")
+    if config.get("Entrypoint") is not None:
+        changes.append("ENTRYPOINT " + json.dumps(list(config["Entrypoint"])))
+    if config.get("Cmd") is not None:
+        changes.append("CMD " + json.dumps(list(config["Cmd"])))
+    if config.get("User"):
+        changes.append(f"USER {config['User']}")
+    if config.get("WorkingDir"):
+        changes.append(f"WORKDIR {config['WorkingDir'].replace('$', chr(92) + '$')}")
+    for port in sorted(config.get("ExposedPorts") or {}):
+        changes.append(f"EXPOSE {port}")
+    if config.get("Volumes"):
+        changes.append("VOLUME " + json.dumps(sorted(config["Volumes"])))
+    for trigger in config.get("OnBuild") or ():
+        changes.append(f"ONBUILD {trigger}")
+    return changes
+
+
+def build_only_instructions(config: Mapping[str, Any]) -> list[str]:
+    """STOPSIGNAL, SHELL and HEALTHCHECK: docker import refuses them as changes, so a
+    metadata-only build (``FROM imported``, no new layer) sets them."""
+    changes: list[str] = []
+    if config.get("Shell"):
+        changes.append("SHELL " + json.dumps(list(config["Shell"])))
+    if config.get("StopSignal"):
+        changes.append(f"STOPSIGNAL {config['StopSignal']}")
+    health = config.get("Healthcheck") or {}
+    test = list(health.get("Test") or [])
+    if test[:1] == ["NONE"]:
+        changes.append("HEALTHCHECK NONE")
+    elif test[:1] in (["CMD"], ["CMD-SHELL"]):
+        options = [f"--{flag}={_duration(health[key])}" for flag, key in
+                   (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"))
+                   if health.get(key)]
+        if health.get("Retries"):
+            options.append(f"--retries={int(health['Retries'])}")
+        command = json.dumps(test[1:]) if test[0] == "CMD" else " ".join(test[1:])
+        changes.append(" ".join(["HEALTHCHECK", *options, "CMD", command]))
+    return changes
+
+
+# -- export and import -------------------------------------------------------------------------
+
+def _tee(chunks: Iterable[bytes], sink: IO[bytes] | None, counter: list[int]) -> Iterator[bytes]:
+    for chunk in chunks:
+        if sink is not None:
+            sink.write(chunk)
+        counter[0] += len(chunk)
+        yield chunk
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+
+
+class _Exported:
+    """A created (never started) container of the crosslinked image and its export stream, removed on close."""
+
+    def __init__(self, settings: Settings, engine: Engine, image: ImageInfo) -> None:
+        self.engine = engine
+        self.container = engine.create_container(image.id, command=["true"], entrypoint=[],
+                                                 labels={LABEL_NAMESPACE: settings.namespace}, network="none")
+
+    def chunks(self) -> Iterator[bytes]:
+        return self.engine.export_stream(self.container, _CHUNK)
+
+    def __enter__(self) -> _Exported:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.remove_container(self.container)
+
+
+def write_archive(settings: Settings, engine: Engine, name: str, keep_archive: str = "") -> StepResult:
+    """``export:NAME``: write the crosslinked image's file system to an archive (default build/squash/NAME.tar).
+
+    Raises:
+        ImageNotFound: the crosslinked image is missing (run crosslink:NAME).
+        PipelineError: the archive cannot be written.
+    """
+    started = time.monotonic()
+    crossed = engine.require(crosslinked_ref(settings, name), f"run `doit crosslink:{name}` first")
+    path = Path(keep_archive) if keep_archive else default_archive(settings, name)
+    if export_freshness(settings, engine, name, keep_archive).current:
+        log.info("export:%s: %s is current", name, display(path))
+        return StepResult(name, "export", crossed.id, crossed.id, str(path), 0.0, False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    counter = [0]
+    try:
+        with _Exported(settings, engine, crossed) as exported, tmp.open("wb") as sink:
+            for _ in _tee(exported.chunks(), sink, counter):
+                pass
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise PipelineError(f"export:{name}: cannot write {display(path)}: {exc.strerror}; "
+                            "free disk space or give --keep-archive PATH elsewhere") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    _update_record(settings, name, export={"source": crossed.id, "archive": str(path.resolve()),
+                                           "bytes": counter[0], "seconds": round(seconds, 3)})
+    log.info("export:%s: wrote %s (%d bytes) from %s in %.1f s", name, display(path), counter[0],
+             short(crossed.id), seconds)
+    return StepResult(name, "export", crossed.id, crossed.id, str(path), seconds, True)
+
+
+def import_image(settings: Settings, engine: Engine, name: str, source: ImageInfo, *,
+                 archive: str = "", keep_archive: str = "",
+                 transform: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> StepResult:
+    """Import the crosslinked image's file system as NAMESPACE/squash-NAME:imported, ``source``'s config restored.
+
+    Reads ``archive`` when given (or build/squash/NAME.tar when export:NAME made it from the
+    current crosslinked image); otherwise streams ``docker export`` into ``docker import``,
+    writing ``keep_archive`` as it passes when given.  ``transform`` (tests only) rewrites the stream.
+
+    Raises:
+        ImageNotFound: the crosslinked image is missing.
+        PipelineError: export or import failed; nothing is tagged.
+    """
+    started = time.monotonic()
+    crossed = engine.require(crosslinked_ref(settings, name), f"run `doit crosslink:{name}` first")
+    ref = imported_ref(settings, name)
+    if transform is None and import_freshness(settings, engine, name).current:
+        have = engine.require(ref, "it vanished while checking")
+        log.info("import:%s: %s (%s) is current", name, ref, short(have.id))
+        return StepResult(name, "import", have.id, crossed.id, "", 0.0, False)
+    label = json.dumps({"source": source.id, "crosslinked": crossed.id}, sort_keys=True)
+    changes = import_changes(source.attrs.get("Config") or {}, {LABEL_SQUASH: label})
+    from_file = Path(archive) if archive else None
+    if from_file is None and export_freshness(settings, engine, name).current:
+        from_file = default_archive(settings, name)
+    counter = [0]
+    if from_file is not None:
+        log.info("import:%s: importing %s", name, display(from_file))
+        image_id = engine.import_tar(_maybe(transform, _tee(_file_chunks(from_file), None, counter)), changes)
+    else:
+        sink = Path(keep_archive).open("wb") if keep_archive else None
+        try:
+            with _Exported(settings, engine, crossed) as exported:
+                log.info("import:%s: streaming docker export of %s into docker import%s", name, short(crossed.id),
+                         f" (and {keep_archive})" if keep_archive else "")
+                image_id = engine.import_tar(_maybe(transform, _tee(exported.chunks(), sink, counter)), changes)
+        finally:
+            if sink is not None:
+                sink.close()
+    image_id = _finish_config(engine, name, image_id, source.attrs.get("Config") or {})
+    try:
+        engine.tag(image_id, ref)
+    except BaseException:
+        engine.remove_image(image_id)
+        raise
+    seconds = time.monotonic() - started
+    _update_record(settings, name, **{"import": {"source": crossed.id, "image": image_id, "bytes": counter[0],
+                                                 "archive": str(from_file or keep_archive or ""),
+                                                 "seconds": round(seconds, 3)}})
+    log.info("import:%s: %s (%s) from %d bytes in %.1f s", name, ref, short(image_id), counter[0], seconds)
+    return StepResult(name, "import", image_id, crossed.id, str(from_file or keep_archive or ""), seconds, True)
+
+
+def _finish_config(engine: Engine, name: str, image_id: str, config: Mapping[str, Any]) -> str:
+    """Apply :func:`build_only_instructions` through a metadata-only build; returns the final image ID."""
+    late = build_only_instructions(config)
+    if not late:
+        return image_id
+    with tempfile.TemporaryDirectory(prefix="pipeline-squash-") as tmp:
+        dockerfile = Path(tmp) / "Dockerfile"
+        dockerfile.write_text("\n".join([f"FROM {image_id}", *late]) + "\n")
+        return engine.build(BuildRequest(f"import:{name}", Path(tmp), dockerfile, {}, {}))
+
+
+def _maybe(transform: Callable[[Iterator[bytes]], Iterator[bytes]] | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    return transform(chunks) if transform else chunks
+
+
+# -- verify and squash -------------------------------------------------------------------------
+
+def verify(settings: Settings, engine: Engine, before: ImageInfo, after: ImageInfo, what: str) -> float:
+    """Check that two images hold the same file tree; returns the seconds it took.
+
+    Raises:
+        PipelineError: naming up to SHOWN_DIFFERENCES differing paths.
+    """
+    started = time.monotonic()
+    differences = compare_images(settings, engine, before, after)
+    if differences:
+        shown = "; ".join(differences[:SHOWN_DIFFERENCES])
+        more = f" (and {len(differences) - SHOWN_DIFFERENCES} more)" if len(differences) > SHOWN_DIFFERENCES else ""
+        raise PipelineError(f"{what}: the file tree of {short(after.id)} differs from {short(before.id)} at "
+                            f"{len(differences)} path(s): {shown}{more}")
+    return time.monotonic() - started
+
+
+def squash(settings: Settings, engine: Engine, name: str, paths: Sequence[str] = (), keep_archive: str = "",
+           transform: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> SquashResult:
+    """crosslink -> export/import -> verify -> tag, each step skipped when its output is current.
+
+    Raises:
+        ImageNotFound: the mission image is missing.
+        PipelineError: a step failed or the verification found differences; the mission tag did not move.
+    """
+    ref, source = mission_image(settings, engine, name)
+    if squash_label(source).get("source"):
+        log.info("squash:%s: %s (%s) is already squashed; nothing to do", name, ref, short(source.id))
+        return SquashResult(name, ref, source.id, squash_label(source)["source"], "", source.size, source.size, {})
+    seconds: dict[str, float] = {}
+    crossed = crosslink_image(settings, engine, name, source, paths)
+    seconds["crosslink"] = crossed.seconds
+    imported = import_image(settings, engine, name, source, keep_archive=keep_archive, transform=transform)
+    seconds["export+import"] = imported.seconds
+    squashed = engine.require(imported.image_id, "the import reported an image that does not exist")
+    try:
+        seconds["verify"] = verify(settings, engine, source, squashed, f"squash:{name}")
+    except PipelineError:
+        engine.remove_image(imported_ref(settings, name))
+        _update_record(settings, name, **{"import": {}})
+        raise
+    saved = backup_ref(ref, source.id, "squash")
+    engine.tag(source.id, saved)
+    engine.tag(squashed.id, ref)
+    for intermediate in (imported_ref(settings, name), crosslinked_ref(settings, name)):
+        engine.remove_image(intermediate)
+    result = SquashResult(name, ref, squashed.id, source.id, saved, source.size, squashed.size, seconds,
+                          crossed.files_linked, crossed.bytes_saved)
+    _update_record(settings, name, source=source.id, squashed=squashed.id, backup=saved,
+                   size_before=source.size, size_after=squashed.size, seconds=result.values()["seconds"])
+    log.info("squash:%s: %s is now %s: %.1f MB -> %.1f MB (%s); kept %s as %s", name, ref, short(squashed.id),
+             source.size / 1e6, squashed.size / 1e6,
+             ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), short(source.id), saved)
+    return result
+
