@@ -566,9 +566,9 @@ def digests_in(output: str) -> set[str]:
     return set(_DIGEST.findall(output))
 
 
-def summary_rows(output: str) -> dict[str, str]:
+def summary_rows(output: str, *, raw: bool = False) -> dict[str, str]:
     """The summary table printed at the end of a run: stage -> 'ran' / 'up to date' / 'FAILED'
-    ('built', which image stages say when they built, counts as 'ran')."""
+    ('built' and 'pulled', which image stages say when they ran, count as 'ran' unless ``raw``)."""
     lines = output.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("stage ") and "result" in line]
     assert starts, f"no summary table in the output:\n{output}"
@@ -577,8 +577,9 @@ def summary_rows(output: str) -> dict[str, str]:
         if not line.strip() or line[0].isdigit():  # the closing "N stages: ..." line
             break
         name, rest = line.split(None, 1)
-        result = next((r for r in ("up to date", "FAILED", "ran", "built") if rest.startswith(r)), rest.split()[0])
-        rows[name] = "ran" if result == "built" else result
+        result = next((r for r in ("up to date", "FAILED", "ran", "built", "pulled") if rest.startswith(r)),
+                      rest.split()[0])
+        rows[name] = result if raw or result not in ("built", "pulled") else "ran"
     return rows
 
 

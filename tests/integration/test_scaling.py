@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from engines import SecondEngine
-from helpers import IMAGE_STAGES, Project, assert_clean_failure, count_ran, run_doit
+from helpers import IMAGE_STAGES, Project, assert_clean_failure, count_ran, run_doit, summary_rows
 from services import LocalRegistry, free_port
 
 pytestmark = pytest.mark.docker
@@ -22,10 +22,8 @@ def use_cache(project: Project, host: str, retries: int = 1) -> None:
     ))
 
 
-def summary_rows(output: str) -> dict[str, str]:
-    lines = output.splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("stage ") and "result" in line)
-    return {line.split()[0]: line for line in lines[start + 1:] if line and not line[0].isdigit()}
+def results(output: str) -> dict[str, str]:
+    return summary_rows(output, raw=True)
 
 
 def fresh_copy(project: Project, dest: Path) -> Path:
@@ -76,7 +74,7 @@ def test_fresh_runner_on_another_engine_pulls_every_stage(
     first = project.run()
     assert first.rc == 0, first.output[-3000:]
     assert first.image_stages == set(IMAGE_STAGES)
-    assert all("built" in row for name, row in summary_rows(first.output).items() if name in IMAGE_STAGES)
+    assert all(row == "built" for name, row in results(first.output).items() if name in IMAGE_STAGES)
     on_a = image_ids(docker_client, project)
 
     runner = fresh_copy(project, tmp_path / "runner")
@@ -84,8 +82,8 @@ def test_fresh_runner_on_another_engine_pulls_every_stage(
     try:
         second = run_doit(runner, env=env)
         assert second.rc == 0, second.output[-3000:]
-        rows = summary_rows(second.output)
-        assert {name for name, row in rows.items() if "pulled" in row} == set(IMAGE_STAGES), rows
+        rows = results(second.output)
+        assert {name for name, row in rows.items() if row == "pulled"} == set(IMAGE_STAGES), rows
         assert "Step 1/" not in second.output  # nothing was built
         with engine_b.client() as client_b:
             on_b = image_ids(client_b, Project(runner, project.ns, project.rootfs))
@@ -115,8 +113,8 @@ def test_poisoned_cache_entry_is_rejected_and_the_stage_built(
         result = run_doit(runner, env={"DOCKER_HOST": engine_b.host})
         assert result.rc == 0, result.output[-3000:]
         assert "rejected" in result.output
-        rows = summary_rows(result.output)
-        assert "built" in rows["chain:common"] and "pulled" in rows["chain:certs"], rows
+        rows = results(result.output)
+        assert rows["chain:common"] == "built" and rows["chain:certs"] == "pulled", rows
     finally:
         clean_engine(engine_b, project.ns)
 
