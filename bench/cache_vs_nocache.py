@@ -26,10 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import docker  # noqa: E402
-
-from engines import SecondEngine  # noqa: E402
-from helpers import (  # noqa: E402
+import docker
+from engines import SecondEngine, unmount_below
+from helpers import (
     Project,
     build_busybox_rootfs,
     cleanup_namespace,
@@ -38,7 +37,7 @@ from helpers import (  # noqa: E402
     summary_rows,
     use_generic_registry,
 )
-from services import LocalRegistry, registry_binary  # noqa: E402
+from services import LocalRegistry, registry_binary
 
 
 def built_count(output: str) -> tuple[int, int]:
@@ -70,7 +69,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-bench-cache-"))
     ns = "bench" + uuid.uuid4().hex[:6]
     registry = LocalRegistry(workdir / "registry", binary=registry_binary()).start()
-    engine = SecondEngine(Path(tempfile.mkdtemp(prefix="pipeline-eb-", dir="/var/tmp"))).start()
+    engine_dir = Path(tempfile.mkdtemp(prefix="pipeline-eb-", dir="/var/tmp"))  # nosec B108 - a dockerd data root
+    engine = SecondEngine(engine_dir).start()
     client = docker.from_env()
     try:
         project = make_project(workdir, ns, build_busybox_rootfs(workdir))
@@ -93,6 +93,8 @@ def main() -> None:
         with engine.client() as client_b:
             cleanup_namespace(client_b, ns)
         engine.stop()
+        unmount_below(engine_dir)
+        shutil.rmtree(engine_dir, ignore_errors=True)
         registry.stop()
         cleanup_namespace(client, ns)
         client.close()

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.errors import ConfigError
 from pipeline.config_parts import (
     parse_cache,
     parse_registry,
@@ -23,8 +22,9 @@ from pipeline.config_parts import (
     parse_sscan,
     parse_tags,
 )
-from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
+from pipeline.errors import ConfigError
 from pipeline.section import Section, parse_bool
+from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.yamlfile import display, load_yaml
 
 ENVIRONMENTS = ("sandbox", "dev", "test", "prod")

@@ -139,7 +139,7 @@ def run_attached(spec: ContainerSpec) -> int:
     argv = run_argv(named, interactive=True, tty=sys.stdin.isatty())
     log.debug("$ %s", shlex.join(argv))
     try:
-        return subprocess.call(argv)  # noqa: S603 - argument list
+        return subprocess.call(argv)
     except FileNotFoundError:
         raise CommandFailed(f"{argv[0]}: command not found") from None
     finally:
@@ -149,7 +149,7 @@ def run_attached(spec: ContainerSpec) -> int:
 
 def remove(name: str) -> None:
     """Force-remove a container by name; quiet when it is already gone."""
-    subprocess.run([docker_cli(), "rm", "-f", name], capture_output=True, check=False)  # noqa: S603
+    subprocess.run([docker_cli(), "rm", "-f", name], capture_output=True, check=False)
 
 
 def docker_exit_problem(result: CommandResult) -> str | None:

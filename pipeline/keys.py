@@ -65,7 +65,7 @@ def copy_sources(parser: DockerfileParser) -> CopySources:
     """The context sources of every COPY/ADD that reads the build context."""
     local: list[str] = []
     urls: list[str] = []
-    for instr, ctx in zip(parser.structure, parser.context_structure):
+    for instr, ctx in zip(parser.structure, parser.context_structure, strict=False):
         if instr["instruction"] not in ("COPY", "ADD"):
             continue
         value = instr["value"].strip()
@@ -100,7 +100,7 @@ def _normalise(src: str) -> str:
 
 def _segments_match(pattern: str, path: str) -> bool:
     pp, ps = pattern.split("/"), path.split("/")
-    return len(pp) == len(ps) and all(fnmatch.fnmatchcase(p, s_pat) for s_pat, p in zip(pp, ps))
+    return len(pp) == len(ps) and all(fnmatch.fnmatchcase(p, s_pat) for s_pat, p in zip(pp, ps, strict=False))
 
 
 def _uses(source: str, path: str) -> bool:

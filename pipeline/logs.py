@@ -25,11 +25,11 @@ class _ConsoleHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
+    def stream(self):
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:  # noqa: ANN001
+    def stream(self, _value) -> None:
         pass
 
 

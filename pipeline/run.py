@@ -62,7 +62,7 @@ def run(
     log.log(level, "$ %s", shlex.join(argv))
     lines: list[str] = []
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
+        proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-
 from helpers import Project, build_all, build_busybox_rootfs, cleanup_namespace, make_project
 
 
@@ -56,6 +55,8 @@ def built(project: Project) -> Project:
 
 
 # -- services for the registry tests (started and stopped by the tests; see services.py) --------
+# -- a second Docker engine for the scaling tests (see engines.py) --------------------------------
+from engines import engine_b  # noqa: E402,F401
 from services import (  # noqa: E402,F401  (fixtures, found by pytest through this module)
     auth_registry,
     docker_config,
@@ -66,6 +67,3 @@ from services import (  # noqa: E402,F401  (fixtures, found by pytest through th
     registry,
     registry_factory,
 )
-
-# -- a second Docker engine for the scaling tests (see engines.py) --------------------------------
-from engines import engine_b  # noqa: E402,F401

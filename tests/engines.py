@@ -88,17 +88,17 @@ class SecondEngine:
 def engine_b() -> Iterator[SecondEngine]:
     # Outside pytest's tmp dirs (the engine's overlay mounts must be gone before removal), and
     # short: unix socket paths are limited to about 100 bytes.
-    workdir = Path(tempfile.mkdtemp(prefix="pipeline-eb-", dir="/var/tmp"))
+    workdir = Path(tempfile.mkdtemp(prefix="pipeline-eb-", dir="/var/tmp"))  # nosec B108 - dockerd data root, not a shared temp file
     engine = SecondEngine(workdir)
     try:
         yield engine.start()
     finally:
         engine.stop()
-        _unmount_below(workdir)
+        unmount_below(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _unmount_below(path: Path) -> None:
+def unmount_below(path: Path) -> None:
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True, check=False)

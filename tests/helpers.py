@@ -143,7 +143,7 @@ def doit_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_doit(project_dir: Path, *args: str, env: dict[str, str] | None = None,
              timeout: float = RUN_TIMEOUT) -> RunResult:
-    proc = subprocess.run(doit_command(project_dir, *args), capture_output=True, text=True,
+    proc = subprocess.run(doit_command(project_dir, *args), check=False, capture_output=True, text=True,
                           env=doit_env(env), timeout=timeout)
     return RunResult.parse(proc.returncode, proc.stdout + proc.stderr)
 
@@ -619,7 +619,8 @@ def push_with_sdk(client: docker.DockerClient, ref: str, auth: tuple[str, str] |
 def run_doit_input(project: Project, *args: str, input: str, env: dict[str, str] | None = None,
                    timeout: float = RUN_TIMEOUT) -> RunResult:
     """Run doit with ``input`` on its stdin (no TTY), e.g. commands for `doit sh:NAME`."""
-    proc = subprocess.run(doit_command(project.root, *args), input=input, capture_output=True, text=True,
+    proc = subprocess.run(doit_command(project.root, *args), check=False, input=input, capture_output=True,
+                          text=True,
                           env=doit_env(env), timeout=timeout)
     return RunResult.parse(proc.returncode, proc.stdout + proc.stderr)
 

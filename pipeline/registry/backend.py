@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 from pipeline.errors import RegistryError
 from pipeline.registry.credentials import Credentials, from_docker_config, from_environment
@@ -97,7 +97,7 @@ class Backend:
         return done
 
 
-@lru_cache(maxsize=None)
+@cache
 def backend_for(registry: Registry) -> Backend:
     """One backend (HTTP session, credentials, ECR client) per registry and process."""
     return Backend(registry)

@@ -70,7 +70,7 @@ def from_docker_config(host: str, config_dir: Path | None = None) -> Credentials
 
 def _from_helper(helper: str, host: str) -> Credentials | None:
     try:
-        proc = subprocess.run(  # noqa: S603 - argument list
+        proc = subprocess.run(
             [f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True, timeout=30, check=False
         )
         data = json.loads(proc.stdout) if proc.returncode == 0 else None

@@ -17,7 +17,8 @@ from typing import Any
 
 from debian.debian_support import Version as DebVersion
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version as PyVersion
+from packaging.version import InvalidVersion
+from packaging.version import Version as PyVersion
 
 from pipeline.errors import ConfigError
 from pipeline.scan.model import Finding, normalise_severity

@@ -44,7 +44,7 @@ class UbuntuCves:
         findings = list(findings)
         cves = sorted({f.cves[0] for f in findings if f.cves})
         with ThreadPoolExecutor(max_workers=max(1, self.settings.parallel)) as pool:
-            records = dict(zip(cves, pool.map(self._record, cves)))
+            records = dict(zip(cves, pool.map(self._record, cves), strict=False))
         out = []
         for finding in findings:
             if finding.cves:

@@ -9,9 +9,9 @@ from typing import Any
 import botocore.exceptions
 
 from pipeline.errors import PipelineError, RegistryError
+from pipeline.registry.backend import backend_for
 from pipeline.scan.model import SEVERITIES, at_least
 from pipeline.settings import Settings
-from pipeline.registry.backend import backend_for
 
 log = logging.getLogger(__name__)
 

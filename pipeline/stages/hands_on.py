@@ -195,7 +195,7 @@ def dev_shell(settings: Settings, engine: Engine, name: str, user: str | None = 
 # -- run_lab ----------------------------------------------------------------------------------
 
 def lab_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host  # nosec B104 - only shown
     return f"http://{shown}:{port}/lab"
 
 

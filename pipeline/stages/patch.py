@@ -215,7 +215,7 @@ def commit_and_tag(engine: Engine, container: str, source: ImageInfo, config: Ma
         keep = [source.id] + ([current.id] if current is not None and current.id != source.id else [])
         keep = keep if kind else []
         saved = tuple(backup_ref(ref, kept, kind or "") for kept in keep)
-        for kept, backup in zip(keep, saved):
+        for kept, backup in zip(keep, saved, strict=False):
             engine.tag(kept, backup)
         engine.tag(image_id, ref)
         tagged = True

@@ -20,6 +20,7 @@ from pipeline.engine import Engine
 from pipeline.errors import ConfigError, PipelineError, RegistryError, ScanIncomplete
 from pipeline.files import write_bytes, write_text
 from pipeline.keys import short
+from pipeline.registry.backend import backend_for
 from pipeline.scan.ecr_scan import ecr_findings
 from pipeline.scan.model import Finding
 from pipeline.scan.osv import OsvDatabase, Package
@@ -28,7 +29,6 @@ from pipeline.scan.report import document, summary
 from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.manifest import manifest_path
-from pipeline.registry.backend import backend_for
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 
@@ -129,7 +129,7 @@ def scan(settings: Settings, engine: Engine, name: str) -> ScanResult:
         "image": dep.image_ref(settings.environment),
         "target": target,
         "backend": backend,
-        "scanned_at": dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat(timespec="seconds"),
+        "scanned_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
         "scanned_epoch": now,
         "policy": {"min_severity": settings.scan.min_severity, "fail_on": list(settings.scan.fail_on),
                    "ignore": str(settings.scan.ignore) if settings.scan.ignore else None},

@@ -297,7 +297,7 @@ def edit(settings: Settings, name: str) -> SecretsResult:
         log.info("secrets: editing %s (decrypted in a private temp file, removed afterwards)", display(path))
         try:
             # Interactive: the editor gets the terminal (nothing captured); it gets no AWS credentials.
-            code = subprocess.call(command)  # noqa: S603 - argument list, no shell
+            code = subprocess.call(command)
         except FileNotFoundError:
             raise SecretsError(f"editor {command[0]!r} not found; set EDITOR to an installed editor") from None
         if code != 0:

@@ -7,8 +7,8 @@ picture cannot drift from the DAG.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.dot import Node, propagate, write_graph

@@ -15,7 +15,6 @@ import docker
 import pytest
 import requests
 import yaml
-
 from helpers import REPO, assert_image_stages, assert_nothing_ran, run_doit
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]

@@ -6,7 +6,6 @@ import time
 
 import docker
 import pytest
-
 from helpers import (
     IMAGE_STAGES,
     Project,

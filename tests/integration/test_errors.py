@@ -8,7 +8,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from helpers import (
     Project,
     assert_clean_failure,
@@ -82,7 +81,7 @@ def test_unknown_deployment_selected(docker_client: docker.DockerClient, project
 
 
 def test_unreachable_daemon(docker_client: docker.DockerClient, project: Project) -> None:
-    assert not Path("/tmp/nowhere.sock").exists()
+    assert not Path("/tmp/nowhere.sock").exists()  # nosec B108 - a path that must not exist
     result = project.run(env={"DOCKER_HOST": "unix:///tmp/nowhere.sock"})
     assert_clean_failure(result, "nowhere.sock")
     assert_nothing_built(docker_client, project)

@@ -6,7 +6,6 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-
 from helpers import (
     DEPLOYMENTS,
     Project,

@@ -187,7 +187,7 @@ def test_env_list_and_env_export(project: Project, tmp_path: Path) -> None:
 def http_get(url: str, deadline: float) -> str:
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # nosec B310 - http://127.0.0.1 only
                 return answer.read().decode()
         except (urllib.error.URLError, ConnectionError, OSError):
             if time.monotonic() > deadline:

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import (
     BUILD_TAG,
     DEPLOYMENTS,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import fcntl
-from pathlib import Path
 
 import pytest
-
 from helpers import Project
 
 pytestmark = pytest.mark.docker

@@ -93,7 +93,8 @@ def test_failing_script_leaves_no_image_and_keeps_the_tag(docker_client: docker.
                                                           tmp_path: Path) -> None:
     ref = alpha.mission_tag("alpha")
     before = image_id(docker_client, ref)
-    ours = lambda: {i["Id"] for i in docker_client.api.images(all=True, filters={"label": f"pipeline.namespace={alpha.ns}"})}
+    def ours():
+        return {i["Id"] for i in docker_client.api.images(all=True, filters={"label": f"pipeline.namespace={alpha.ns}"})}
     images_before = ours()
     result = patch(alpha, script(tmp_path, "bad.sh", "echo about to fail\necho the-last-words >&2\nexit 3\n"))
     assert_clean_failure(result, "patch:alpha", "exited with 3", "the-last-words", "unchanged")

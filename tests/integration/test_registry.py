@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import docker
 import pytest
-
 from helpers import (
     BUILD_TAG,
     PROMOTED_TAG,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from engines import SecondEngine
 from helpers import IMAGE_STAGES, Project, assert_clean_failure, count_ran, run_doit, summary_rows
 from services import LocalRegistry, free_port

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import RunResult, run_doit
 from services import MotoServer, require_tool
 

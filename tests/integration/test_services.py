@@ -9,7 +9,6 @@ import docker
 import docker.errors
 import pytest
 import requests
-
 from helpers import image_id, push_with_sdk, tiny_image
 from services import REGISTRY_PASSWORD, REGISTRY_USER, LocalRegistry, MotoServer
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from helpers import RunResult, run_doit
 
 SCANNERS = ("yaml", "lint", "bandit", "deps")

@@ -135,7 +135,8 @@ def test_listing_ignores_hard_link_structure(tmp_path: Path) -> None:
         (top / "l").symlink_to("a")
     write(one / "b", b"same")
     os.link(two / "a", two / "b")
-    strip = lambda top: sorted(line.replace(str(top), "") for line in cl.listing(str(top), ()))
+    def strip(top):
+        return sorted(line.replace(str(top), "") for line in cl.listing(str(top), ()))
     assert strip(one) == strip(two)
     write(two / "c", b"new")
     assert strip(one) != strip(two)

@@ -45,7 +45,8 @@ def test_discovery_finds_yaml_python_and_python_scripts_and_skips_excluded_folde
         write(root, rel, "x\n")
     write(root, "env/pyvenv.cfg", "home = /usr\n")  # a virtualenv under any name
     found = sscan_files.discover(load(root))
-    rel = lambda paths: sorted(str(p.relative_to(root)) for p in paths)
+    def rel(paths):
+        return sorted(str(p.relative_to(root)) for p in paths)
     assert rel(found.python) == ["deployments/alpha/scripts/run", "pkg/mod.py"]
     assert rel(found.yaml) == ["deployments/alpha/conf.yml", "deployments/alpha/deployment.yaml",
                                "deployments/pipeline.yaml"]

@@ -34,7 +34,7 @@ RECORDS = {
 class Handler(BaseHTTPRequestHandler):
     calls: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         Handler.calls.append(self.path)
         cve = self.path.rsplit("/", 1)[-1].removesuffix(".json")
         if cve == "CVE-2024-0500":
