@@ -1,22 +1,128 @@
-"""Task generators for test, freeze, manifest and history (placeholder: being implemented)."""
+"""Task generators for the stages that look into a built mission image: test, freeze, manifest, history."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline.stages.freeze import freeze, freeze_freshness
+from pipeline.stages.history import history
+from pipeline.stages.manifest import manifest_freshness, manifest_path, write_manifest
+from pipeline.stages.results import Freshness
+from pipeline.stages.testing import passed_freshness, run_test
+from pipeline.tasks import context
+from pipeline.tasks.boundary import stage_action
+from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.context import Context
 
-def test_tasks() -> Iterator[dict[str, Any]]:
-    yield from ()
+TaskDict = dict[str, Any]
 
 
-def freeze_tasks() -> Iterator[dict[str, Any]]:
-    yield from ()
+# -- actions: module-level so that doit's process pool can pickle them -------------------
+
+@stage_action(lambda name: f"test:{name}")
+def test_action(ctx: Context, name: str) -> Any:
+    return run_test(ctx.settings, ctx.engine, name)
 
 
-def manifest_tasks() -> Iterator[dict[str, Any]]:
-    yield from ()
+@stage_action(lambda name: f"freeze:{name}")
+def freeze_action(ctx: Context, name: str) -> Any:
+    return freeze(ctx.settings, ctx.engine, name)
 
 
-def history_tasks() -> Iterator[dict[str, Any]]:
-    yield from ()
+@stage_action(lambda name: f"manifest:{name}")
+def manifest_action(ctx: Context, name: str) -> Any:
+    return write_manifest(ctx.settings, ctx.engine, name)
+
+
+@stage_action(lambda name, full: f"history:{name}")
+def _history(ctx: Context, name: str, full: bool) -> Any:
+    return history(ctx.settings, ctx.engine, name, full=full)
+
+
+def history_action(name: str, full: bool) -> Any:
+    """doit passes the ``--full`` option by keyword; the boundary takes positional arguments only."""
+    return _history(name, bool(full))
+
+
+# -- up-to-date checks --------------------------------------------------------------------------
+
+def _test_fresh(ctx: Context, name: str) -> Freshness:
+    return passed_freshness(ctx.settings, ctx.engine, name)
+
+
+def _freeze_fresh(ctx: Context, name: str) -> Freshness:
+    return freeze_freshness(ctx.settings, ctx.engine, name)
+
+
+def _manifest_fresh(ctx: Context, name: str) -> Freshness:
+    return manifest_freshness(ctx.settings, ctx.engine, name)
+
+
+# -- generators -----------------------------------------------------------------------------------
+
+def test_tasks() -> Iterator[TaskDict]:
+    ctx = context.get()
+    yield {"basename": "test", "name": None, "doc": "run every selected deployment's test command"}
+    for dep in ctx.settings.deployments:
+        yield {
+            "basename": "test",
+            "name": dep.name,
+            "doc": f"run {dep.test} in a fresh container from {ctx.mission(dep.name).ref} (reruns when the image changes)",
+            "actions": [(test_action, [dep.name])],
+            "task_dep": [f"build:{dep.name}"],
+            "uptodate": [StageCheck(f"test:{dep.name}", _test_fresh, dep.name)],
+            "verbosity": 2,
+        }
+
+
+def freeze_tasks() -> Iterator[TaskDict]:
+    ctx = context.get()
+    yield {"basename": "freeze", "name": None, "doc": "copy every selected deployment's pinned specs out of its image"}
+    for dep in ctx.settings.deployments:
+        yield {
+            "basename": "freeze",
+            "name": dep.name,
+            "doc": f"copy {dep.freeze} out of the image into deployments/{dep.name}/env-frozen/ (floating mode only)",
+            "actions": [(freeze_action, [dep.name])],
+            "task_dep": [f"build:{dep.name}"],
+            "uptodate": [StageCheck(f"freeze:{dep.name}", _freeze_fresh, dep.name)],
+            "verbosity": 2,
+        }
+
+
+def manifest_tasks() -> Iterator[TaskDict]:
+    ctx = context.get()
+    yield {"basename": "manifest", "name": None, "doc": "write every selected deployment's image manifest"}
+    for dep in ctx.settings.deployments:
+        path = manifest_path(ctx.settings, dep.name)
+        yield {
+            "basename": "manifest",
+            "name": dep.name,
+            "doc": f"write build/{path.relative_to(ctx.settings.build_dir)}: image, inputs, parents, OS, packages",
+            "actions": [(manifest_action, [dep.name])],
+            "task_dep": [f"build:{dep.name}"],
+            "uptodate": [StageCheck(f"manifest:{dep.name}", _manifest_fresh, dep.name)],
+            "verbosity": 2,
+        }
+
+
+def history_tasks() -> Iterator[TaskDict]:
+    ctx = context.get()
+    yield {"basename": "history", "name": None, "doc": "print every selected deployment's layer table"}
+    for dep in ctx.settings.deployments:
+        yield {
+            "basename": "history",
+            "name": dep.name,
+            "doc": f"print the layers of {ctx.mission(dep.name).ref}, newest first, with sizes (--full: whole instructions)",
+            "actions": [(history_action, [dep.name])],
+            "params": [{
+                "name": "full",
+                "long": "full",
+                "type": bool,
+                "default": False,
+                "help": "show each layer's whole instruction instead of shortening it",
+            }],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
