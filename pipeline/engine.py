@@ -477,9 +477,13 @@ def _extract(chunks: Iterable[bytes], dest: Path) -> list[Path]:
         for chunk in chunks:
             buffer.write(chunk)
         buffer.seek(0)
-        with tarfile.open(fileobj=buffer) as archive:
-            members = archive.getmembers()
-            archive.extractall(dest, filter="data")
+        try:
+            with tarfile.open(fileobj=buffer) as archive:
+                members = archive.getmembers()
+                archive.extractall(dest, filter="data")
+        except tarfile.TarError as exc:
+            # e.g. a symlink whose target lies outside what was copied (filter="data" refuses it)
+            raise PipelineError(f"cannot unpack what was copied out of the image: {exc}") from None
     return sorted({dest / Path(m.name).parts[0] for m in members if m.name and m.name != "."})
 
 

@@ -80,6 +80,8 @@ def run(
 
     def on_timeout() -> None:
         timed_out.set()
+        if on_interrupt is not None:
+            on_interrupt()  # e.g. remove the container at once: its PID 1 may ignore SIGTERM
         _stop(proc)
 
     timer = threading.Timer(timeout, on_timeout) if timeout else None
