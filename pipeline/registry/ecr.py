@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
-
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import RegistryAuthError, RegistryError, RegistryUnavailable
 from pipeline.registry.credentials import Credentials
 from pipeline.settings import Registry
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ class Ecr:
     @property
     def client(self) -> Any:
         if self._client is None:
+            from botocore.config import Config  # boto3 is imported only when ECR is used: it is slow to load
+
             config = Config(retries={"max_attempts": self.registry.retries + 1, "mode": "standard"})
             session = self._session()
             self._client = _call(
@@ -43,6 +44,8 @@ class Ecr:
         return self._client
 
     def _session(self) -> boto3.Session:
+        import boto3
+
         session = boto3.Session(region_name=self.registry.region)
         if not self.registry.role_arn:
             return session
@@ -105,6 +108,8 @@ class Ecr:
         }
         if image.get("imageManifestMediaType"):
             kwargs["imageManifestMediaType"] = image["imageManifestMediaType"]
+        import botocore.exceptions
+
         try:
             self.client.put_image(**kwargs)
         except botocore.exceptions.ClientError as exc:
@@ -127,6 +132,8 @@ class Ecr:
 
 
 def _call(registry: Registry, what: str, fn: Any) -> Any:
+    import botocore.exceptions
+
     try:
         return fn()
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
@@ -134,6 +141,8 @@ def _call(registry: Registry, what: str, fn: Any) -> Any:
 
 
 def _translate(registry: Registry, what: str, exc: Exception) -> Exception:
+    import botocore.exceptions
+
     where = f"ECR {registry.account} in {registry.region}" + (f" at {registry.endpoint_url}" if registry.endpoint_url else "")
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return RegistryAuthError(f"{where}: no AWS credentials to {what}; configure them (boto3's standard chain)")

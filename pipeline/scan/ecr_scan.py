@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import botocore.exceptions
-
 from pipeline.errors import ScanIncomplete
 from pipeline.registry.ecr import Ecr
 from pipeline.scan.model import Finding, normalise_severity
@@ -28,6 +26,8 @@ def ecr_findings(
     Raises:
         ScanIncomplete: the scan failed, timed out, or ECR could not be asked.
     """
+    import botocore.exceptions  # lazily: boto3 is slow to import
+
     image_id: dict[str, str] = {"imageDigest": digest}
     deadline = time.monotonic() + timeout
     started = False
@@ -63,6 +63,8 @@ def ecr_findings(
 
 
 def _start(ecr: Ecr, repo: str, image_id: dict[str, str]) -> None:
+    import botocore.exceptions  # lazily: boto3 is slow to import
+
     try:
         ecr.client.start_image_scan(registryId=ecr.registry.account, repositoryName=repo, imageId=image_id)
         log.info("scan: started an ECR scan of %s", repo)

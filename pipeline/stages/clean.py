@@ -6,8 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.exceptions
-
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.registry.backend import backend_for
 from pipeline.scan.model import SEVERITIES, at_least
@@ -32,6 +30,8 @@ def clean_registry(settings: Settings, name: str, severity: str = "HIGH", yes: b
         PipelineError: not an ECR registry, or a bad severity.
         RegistryError: ECR refused.
     """
+    import botocore.exceptions  # lazily: boto3 is slow to import
+
     dep = settings.deployment(name)
     severity = severity.upper()
     if severity not in SEVERITIES:

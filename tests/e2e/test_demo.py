@@ -75,6 +75,11 @@ def test_demo_builds_runs_jupyterlab_and_then_is_a_noop(
     finally:
         container.remove(force=True)
 
+    # A floating build whose pins moved on PyPI rewrites env-frozen/, which the trailer copies into
+    # the image: then exactly the mission image (and what looks at it) is redone once.
     again = run_doit(project)
     assert again.rc == 0, again.output[-2000:]
+    if "commit the new pins" in first.output:
+        assert again.image_stages <= {"build:demo"}, again.image_stages
+        again = run_doit(project)
     assert_nothing_ran(again)
