@@ -6,11 +6,10 @@ state: doit drops a task's saved values when the task fails.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.files import write_text
+from pipeline import records
 from pipeline.keys import InputKey
 
 
@@ -20,8 +19,7 @@ def _path(build_dir: Path, task: str) -> Path:
 
 def save(build_dir: Path, task: str, key: InputKey, source: str | None = None) -> None:
     """Record the inputs (and where the image came from: built | cache) of the stage's current image."""
-    record = {"digest": key.digest, "parts": key.parts, "source": source}
-    write_text(_path(build_dir, task), json.dumps(record, indent=1, sort_keys=True))
+    records.save(_path(build_dir, task), {"digest": key.digest, "parts": key.parts, "source": source})
 
 
 def load_source(build_dir: Path, task: str, digest: str | None) -> str | None:
@@ -31,11 +29,7 @@ def load_source(build_dir: Path, task: str, digest: str | None) -> str | None:
 
 
 def _load(build_dir: Path, task: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_path(build_dir, task).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return records.load(_path(build_dir, task))
 
 
 def load_parts(build_dir: Path, task: str, digest: str | None) -> dict[str, Any] | None:

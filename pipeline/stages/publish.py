@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import records
 from pipeline.containers import docker_cli
 from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, RegistryAuthError, RegistryError
-from pipeline.files import write_text
 from pipeline.keys import short
 from pipeline.registry.backend import backend_for
 from pipeline.retry import with_retries
@@ -41,11 +40,7 @@ def record_path(settings: Settings, name: str) -> Path:
 
 
 def pushed_record(settings: Settings, name: str) -> dict[str, str] | None:
-    try:
-        data = json.loads(record_path(settings, name).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return records.load(record_path(settings, name))
 
 
 # -- login ---------------------------------------------------------------------------------------
@@ -123,7 +118,7 @@ def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
         log.info("push:%s: pushed %s@%s", dep.name, dep.repository, digest)
         changed = True
     record = {"ref": ref, "digest": digest, "image": image.id, "repository": dep.repository}
-    write_text(record_path(settings, dep.name), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    records.save(record_path(settings, dep.name), record)
     return RegistryResult(dep.name, ref, digest, changed, time.monotonic() - started)
 
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline import records
 from pipeline.config import Settings
 from pipeline.engine import BuildRequest, Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
-from pipeline.stages import records
 from pipeline.stages.crosslink import (
     compare_images,
     crosslink_image,

@@ -24,9 +24,9 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from pipeline import records
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, ScanIncomplete
-from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
 from pipeline.run import run
 from pipeline.scan.model import Finding
@@ -139,11 +139,7 @@ def inputs(settings: Settings, hasher: FileHasher, scanner: str) -> Inputs:
 
 
 def _load_record(settings: Settings, scanner: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(record_path(settings, scanner).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return records.load(record_path(settings, scanner))
 
 
 def _save_record(settings: Settings, found: Inputs, result: SourceScan) -> None:
@@ -157,7 +153,7 @@ def _save_record(settings: Settings, found: Inputs, result: SourceScan) -> None:
         "notes": list(result.notes),
         "incomplete": result.incomplete,
     }
-    write_text(record_path(settings, found.scanner), json.dumps(record, indent=2) + "\n")
+    records.save(record_path(settings, found.scanner), record)
 
 
 def freshness(settings: Settings, hasher: FileHasher, scanner: str) -> Freshness:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import containers
+from pipeline import containers, records
 from pipeline.config import Deployment, Settings
 from pipeline.containers import ContainerSpec
 from pipeline.engine import Engine
@@ -23,7 +23,6 @@ from pipeline.errors import CommandFailed, CommandTimedOut, ConfigError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.run import CommandResult
-from pipeline.stages import records
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.plan import chain_specs
+from pipeline.settings import Deployment
 from pipeline.stages.certs import certs_current, write_certs
 from pipeline.stages.dockerfile import dockerfile_current, write_dockerfile
 from pipeline.stages.images import build_image, freshness
@@ -13,6 +14,7 @@ from pipeline.stages.root import build_root, root_freshness
 from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.common import per_deployment
 from pipeline.tasks.context import Context
 
 TaskDict = dict[str, Any]
@@ -84,33 +86,24 @@ def chain_tasks() -> Iterator[TaskDict]:
 
 
 def dockerfile_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "dockerfile", "name": None, "doc": "render every selected deployment's Dockerfile"}
-    for dep in ctx.settings.deployments:
-        yield {
-            "basename": "dockerfile",
-            "name": dep.name,
-            "doc": f"build/dockerfiles/{dep.name}.Dockerfile from its Dockerfile(.custom) and the trailer",
-            "actions": [(dockerfile_action, [dep.name])],
-            "uptodate": [StageCheck(f"dockerfile:{dep.name}", _dockerfile_fresh, dep.name)],
-            "verbosity": 2,
-        }
+    return per_deployment("dockerfile", "render every selected deployment's Dockerfile", lambda ctx, dep: {
+        "doc": f"build/dockerfiles/{dep.name}.Dockerfile from its Dockerfile(.custom) and the trailer",
+        "actions": [(dockerfile_action, [dep.name])],
+        "uptodate": [StageCheck(f"dockerfile:{dep.name}", _dockerfile_fresh, dep.name)],
+    })
 
 
 def build_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "build", "name": None, "doc": "every selected deployment's mission image"}
-    for dep in ctx.settings.deployments:
+    def make(ctx: Context, dep: Deployment) -> TaskDict:
         spec = ctx.mission(dep.name)
-        yield {
-            "basename": "build",
-            "name": dep.name,
+        return {
             "doc": f"mission image {spec.ref}",
             "actions": [(build_action, [dep.name])],
             "task_dep": [spec.parent_task, f"dockerfile:{dep.name}"],
             "uptodate": [StageCheck(spec.task, _mission_fresh, dep.name)],
-            "verbosity": 2,
         }
+
+    return per_deployment("build", "every selected deployment's mission image", make)
 
 
 def _image_fresh(ctx: Context, task: str) -> Any:

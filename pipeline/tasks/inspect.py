@@ -10,10 +10,11 @@ from pipeline.stages.history import history
 from pipeline.stages.manifest import manifest_freshness, manifest_path, write_manifest
 from pipeline.stages.results import Freshness
 from pipeline.stages.testing import passed_freshness, run_test
-from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.common import per_deployment
 from pipeline.tasks.context import Context
+from pipeline.yamlfile import display
 
 TaskDict = dict[str, Any]
 
@@ -62,67 +63,38 @@ def _manifest_fresh(ctx: Context, name: str) -> Freshness:
 # -- generators -----------------------------------------------------------------------------------
 
 def test_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "test", "name": None, "doc": "run every selected deployment's test command"}
-    for dep in ctx.settings.deployments:
-        yield {
-            "basename": "test",
-            "name": dep.name,
-            "doc": f"run {dep.test} in a fresh container from {ctx.mission(dep.name).ref} (reruns when the image changes)",
-            "actions": [(test_action, [dep.name])],
-            "task_dep": [f"build:{dep.name}"],
-            "uptodate": [StageCheck(f"test:{dep.name}", _test_fresh, dep.name)],
-            "verbosity": 2,
-        }
+    return per_deployment("test", "run every selected deployment's test command", lambda ctx, dep: {
+        "doc": f"run {dep.test} in a fresh container from {ctx.mission(dep.name).ref} (reruns when the image changes)",
+        "actions": [(test_action, [dep.name])],
+        "task_dep": [f"build:{dep.name}"],
+        "uptodate": [StageCheck(f"test:{dep.name}", _test_fresh, dep.name)],
+    })
 
 
 def freeze_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "freeze", "name": None, "doc": "copy every selected deployment's pinned specs out of its image"}
-    for dep in ctx.settings.deployments:
-        yield {
-            "basename": "freeze",
-            "name": dep.name,
-            "doc": f"copy {dep.freeze} out of the image into deployments/{dep.name}/env-frozen/ (floating mode only)",
-            "actions": [(freeze_action, [dep.name])],
-            "task_dep": [f"build:{dep.name}"],
-            "uptodate": [StageCheck(f"freeze:{dep.name}", _freeze_fresh, dep.name)],
-            "verbosity": 2,
-        }
+    return per_deployment("freeze", "copy every selected deployment's pinned specs out of its image", lambda ctx, dep: {
+        "doc": f"copy {dep.freeze} out of the image into deployments/{dep.name}/env-frozen/ (floating mode only)",
+        "actions": [(freeze_action, [dep.name])],
+        "task_dep": [f"build:{dep.name}"],
+        "uptodate": [StageCheck(f"freeze:{dep.name}", _freeze_fresh, dep.name)],
+    })
 
 
 def manifest_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "manifest", "name": None, "doc": "write every selected deployment's image manifest"}
-    for dep in ctx.settings.deployments:
-        path = manifest_path(ctx.settings, dep.name)
-        yield {
-            "basename": "manifest",
-            "name": dep.name,
-            "doc": f"write build/{path.relative_to(ctx.settings.build_dir)}: image, inputs, parents, OS, packages",
-            "actions": [(manifest_action, [dep.name])],
-            "task_dep": [f"build:{dep.name}"],
-            "uptodate": [StageCheck(f"manifest:{dep.name}", _manifest_fresh, dep.name)],
-            "verbosity": 2,
-        }
+    return per_deployment("manifest", "write every selected deployment's image manifest", lambda ctx, dep: {
+        "doc": f"write {display(manifest_path(ctx.settings, dep.name))}: image, inputs, parents, OS, packages",
+        "actions": [(manifest_action, [dep.name])],
+        "task_dep": [f"build:{dep.name}"],
+        "uptodate": [StageCheck(f"manifest:{dep.name}", _manifest_fresh, dep.name)],
+    })
 
 
 def history_tasks() -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": "history", "name": None, "doc": "print every selected deployment's layer table"}
-    for dep in ctx.settings.deployments:
-        yield {
-            "basename": "history",
-            "name": dep.name,
-            "doc": f"print the layers of {ctx.mission(dep.name).ref}, newest first, with sizes (--full: whole instructions)",
-            "actions": [(history_action, [dep.name])],
-            "params": [{
-                "name": "full",
-                "long": "full",
-                "type": bool,
-                "default": False,
-                "help": "show each layer's whole instruction instead of shortening it",
-            }],
-            "uptodate": [False],
-            "verbosity": 2,
-        }
+    full = {"name": "full", "long": "full", "type": bool, "default": False,
+            "help": "show each layer's whole instruction instead of shortening it"}
+    return per_deployment("history", "print every selected deployment's layer table", lambda ctx, dep: {
+        "doc": f"print the layers of {ctx.mission(dep.name).ref}, newest first, with sizes (--full: whole instructions)",
+        "actions": [(history_action, [dep.name])],
+        "params": [full],
+        "uptodate": [False],
+    })

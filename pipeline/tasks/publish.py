@@ -10,6 +10,7 @@ from pipeline.stages import publish, release
 from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.common import per_deployment
 from pipeline.tasks.context import Context
 
 TaskDict = dict[str, Any]
@@ -59,13 +60,6 @@ def release_action(ctx: Context, version: list[str] | None = None) -> Any:
 
 # -- generators ------------------------------------------------------------------------------------
 
-def _per_deployment(basename: str, doc: str) -> Iterator[tuple[str, TaskDict]]:
-    ctx = context.get()
-    yield "", {"basename": basename, "name": None, "doc": doc}
-    for dep in ctx.settings.deployments:
-        yield dep.name, {"basename": basename, "name": dep.name, "verbosity": 2}
-
-
 def login_task() -> TaskDict:
     context.get()
     return {
@@ -77,15 +71,12 @@ def login_task() -> TaskDict:
 
 
 def push_tasks() -> Iterator[TaskDict]:
-    for name, task in _per_deployment("push", "push every selected mission image"):
-        if name:
-            task.update(
-                doc=f"push {name}'s image at its build tag (skipped when the registry already holds it)",
-                actions=[(push_action, [name])],
-                task_dep=[f"build:{name}", f"test:{name}"],
-                uptodate=[StageCheck(f"push:{name}", _push_fresh, name)],
-            )
-        yield task
+    return per_deployment("push", "push every selected mission image", lambda ctx, dep: {
+        "doc": f"push {dep.name}'s image at its build tag (skipped when the registry already holds it)",
+        "actions": [(push_action, [dep.name])],
+        "task_dep": [f"build:{dep.name}", f"test:{dep.name}"],
+        "uptodate": [StageCheck(f"push:{dep.name}", _push_fresh, dep.name)],
+    })
 
 
 def promote_tasks() -> Iterator[TaskDict]:
@@ -93,37 +84,32 @@ def promote_tasks() -> Iterator[TaskDict]:
         {"name": "source", "long": "from", "default": "", "help": "source tag or digest (default: the build tag)"},
         {"name": "target", "long": "to", "default": "", "help": "tag to add (default: the promoted tag)"},
     ]
-    for name, task in _per_deployment("promote", "promote every selected image (registry-side retag)"):
-        if name:
-            task.update(
-                doc=f"tag {name}'s pushed manifest with the promoted tag (--from TAG --to TAG to choose)",
-                actions=[(promote_action, [name])],
-                task_dep=[f"push:{name}", f"scan:{name}"],
-                params=params,
-                uptodate=[StageCheck(f"promote:{name}", _promote_fresh, name, with_options=True)],
-            )
-        yield task
+    return per_deployment("promote", "promote every selected image (registry-side retag)", lambda ctx, dep: {
+        "doc": f"tag {dep.name}'s pushed manifest with the promoted tag (--from TAG --to TAG to choose)",
+        "actions": [(promote_action, [dep.name])],
+        "task_dep": [f"push:{dep.name}", f"scan:{dep.name}"],
+        "params": params,
+        "uptodate": [StageCheck(f"promote:{dep.name}", _promote_fresh, dep.name, with_options=True)],
+    })
 
 
 def pull_tasks() -> Iterator[TaskDict]:
     params = [{"name": "reference", "long": "ref", "default": "", "help": "tag or sha256 digest (default: build tag)"}]
-    for name, task in _per_deployment("pull", "pull every selected image"):
-        if name:
-            task.update(
-                doc=f"pull {name}'s image by tag or digest: doit pull:{name} --ref TAG|sha256:…",
-                actions=[(pull_action, [name])], params=params, uptodate=[False],
-            )
-        yield task
+    return per_deployment("pull", "pull every selected image", lambda ctx, dep: {
+        "doc": f"pull {dep.name}'s image by tag or digest: doit pull:{dep.name} --ref TAG|sha256:…",
+        "actions": [(pull_action, [dep.name])],
+        "params": params,
+        "uptodate": [False],
+    })
 
 
 def delete_tasks() -> Iterator[TaskDict]:
-    for name, task in _per_deployment("delete", "delete tags or digests from the registry"):
-        if name:
-            task.update(
-                doc=f"delete tags or digests of {name}: doit delete:{name} -- TAG|DIGEST …",
-                actions=[(delete_action, [name])], pos_arg="refs", uptodate=[False],
-            )
-        yield task
+    return per_deployment("delete", "delete tags or digests from the registry", lambda ctx, dep: {
+        "doc": f"delete tags or digests of {dep.name}: doit delete:{dep.name} -- TAG|DIGEST …",
+        "actions": [(delete_action, [dep.name])],
+        "pos_arg": "refs",
+        "uptodate": [False],
+    })
 
 
 def release_task() -> TaskDict:
@@ -139,10 +125,11 @@ def release_task() -> TaskDict:
 
 def image_all_tasks() -> Iterator[TaskDict]:
     """CI's entry point: build -> test -> push -> scan -> promote, one DAG per deployment."""
-    for name, task in _per_deployment("image_all", "build, test, push, scan and promote every selected deployment"):
-        if name:
-            task.update(doc=f"build, test, push, scan and promote {name}", actions=None, task_dep=[f"promote:{name}"])
-        yield task
+    return per_deployment("image_all", "build, test, push, scan and promote every selected deployment", lambda ctx, dep: {
+        "doc": f"build, test, push, scan and promote {dep.name}",
+        "actions": None,
+        "task_dep": [f"promote:{dep.name}"],
+    })
 
 
 def _push_fresh(ctx: Context, name: str) -> Any:

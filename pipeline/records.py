@@ -1,5 +1,6 @@
 """Small JSON records under build/ that outlive doit's state (doit drops a failed task's values).
 
+Used by the stages (tests, freeze, pushes, scanners) and the input keystore.
 ``build/tests/NAME.json`` holds the image and command of the last passing test,
 ``build/freeze/NAME.json`` the image and files of the last freeze.
 """
