@@ -105,6 +105,12 @@ class Scan:
     max_age: float = 86400.0  # a result older than this is stale: new CVEs appear against old images
     ubuntu: UbuntuCve | None = None
 
+    def backend_for(self, registry: Registry) -> str:
+        """``auto`` means ECR's own scanning for ECR registries, else the offline OSV database."""
+        if self.backend != "auto":
+            return self.backend
+        return "ecr" if registry.kind == "ecr" else "osv"
+
 
 @dataclass(frozen=True)
 class Sscan:

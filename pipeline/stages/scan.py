@@ -53,9 +53,7 @@ class ScanResult:
 
 
 def backend_of(settings: Settings, dep: Deployment) -> str:
-    if settings.scan.backend != "auto":
-        return settings.scan.backend
-    return "ecr" if dep.registry.kind == "ecr" else "osv"
+    return settings.scan.backend_for(dep.registry)
 
 
 def report_path(settings: Settings, name: str) -> Path:

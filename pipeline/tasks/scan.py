@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.settings import Deployment
-from pipeline.stages.clean import clean_registry
-from pipeline.stages.scan import backend_of, scan, scan_freshness
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
 from pipeline.tasks.common import per_deployment
@@ -16,17 +14,21 @@ from pipeline.tasks.context import Context
 
 @stage_action(lambda name: f"scan:{name}")
 def scan_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages.scan import scan  # imported when used: the scanners' imports are not light
+
     return scan(ctx.settings, ctx.engine, name)
 
 
 @stage_action(lambda name, **_: f"clean_registry:{name}")
 def clean_action(ctx: Context, name: str, severity: str = "HIGH", yes: bool = False) -> Any:
+    from pipeline.stages.clean import clean_registry
+
     return clean_registry(ctx.settings, name, severity, yes)
 
 
 def scan_tasks() -> Iterator[dict[str, Any]]:
     def make(ctx: Context, dep: Deployment) -> dict[str, Any]:
-        backend = backend_of(ctx.settings, dep)
+        backend = ctx.settings.scan.backend_for(dep.registry)
         return {
             "doc": f"vulnerability scan of {dep.name} ({backend}): gate and report",
             "actions": [(scan_action, [dep.name])],
@@ -51,4 +53,6 @@ def clean_registry_tasks() -> Iterator[dict[str, Any]]:
 
 
 def _fresh(ctx: Context, name: str) -> Any:
+    from pipeline.stages.scan import scan_freshness
+
     return scan_freshness(ctx.settings, ctx.engine, name)

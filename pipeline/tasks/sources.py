@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.stages import secrets, sscan
 from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
@@ -36,44 +35,63 @@ _SCANNER_DOCS = {
 }
 
 
+# The stage modules (and the scanners and sops behind them) are imported by the actions and checks
+# that use them: every doit start loads this module, and most runs never scan or edit secrets.
+
 # -- actions: module-level so that doit's process pool can pickle them ---------------------------
 # (never name a parameter task, targets, dependencies or changed: doit injects those)
 
 @stage_action(lambda scanner: f"sscan:{scanner}")
 def scanner_action(ctx: Context, scanner: str) -> Any:
+    from pipeline.stages import sscan
+
     return sscan.check(ctx.settings, ctx.hasher, scanner)
 
 
 @stage_action(lambda: "sscan")
 def sscan_action(ctx: Context) -> Any:
+    from pipeline.stages import sscan
+
     return sscan.scan_all(ctx.settings, ctx.hasher)
 
 
 @stage_action(lambda name: f"secrets_clone:{name}")
 def clone_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages import secrets
+
     return secrets.clone(ctx.settings, name)
 
 
 @stage_action(lambda name: f"secrets_edit:{name}")
 def edit_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages import secrets
+
     return secrets.edit(ctx.settings, name)
 
 
 @stage_action(lambda name: f"secrets_cat:{name}")
 def cat_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages import secrets
+
     return secrets.cat(ctx.settings, name)
 
 
 @stage_action(lambda name: f"secrets_push:{name}")
 def push_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages import secrets
+
     return secrets.push(ctx.settings, name)
 
 
 def _scanner_fresh(ctx: Context, scanner: str) -> Any:
+    from pipeline.stages import sscan
+
     return sscan.freshness(ctx.settings, ctx.hasher, scanner)
 
 
 def _clone_fresh(ctx: Context, name: str) -> Any:
+    from pipeline.stages import secrets
+
     return secrets.clone_freshness(ctx.settings, name)
 
 
@@ -88,7 +106,7 @@ def sscan_tasks() -> Iterator[TaskDict]:
         "uptodate": [False],
         "verbosity": 2,
     }
-    for scanner in sscan.SCANNERS:
+    for scanner in _SCANNER_DOCS:
         yield {
             "basename": f"sscan:{scanner}",
             "doc": _SCANNER_DOCS[scanner],
