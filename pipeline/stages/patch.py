@@ -229,7 +229,8 @@ def commit_and_tag(engine: Engine, container: str, source: ImageInfo, config: Ma
 # -- patch -------------------------------------------------------------------------------------
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Microseconds: patches applied within one second must still list in order.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def source_image(settings: Settings, engine: Engine, name: str, source: str | None) -> tuple[str, ImageInfo]:

@@ -14,8 +14,8 @@ from typing import Any
 
 from pipeline.stages.environments import copy_out, export_environment, list_environments
 from pipeline.stages.hands_on import LAB_PORT, dev_shell, exec_command, run_lab, shell
-from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
+from pipeline.tasks.common import per_deployment
 from pipeline.tasks.context import Context
 
 TaskDict = dict[str, Any]
@@ -89,18 +89,13 @@ def env_export_action(ctx: Context, name: str, env: list[str] | None = None, out
 
 def _per_deployment(basename: str, action: Callable[..., Any], doc: Callable[[str, str], str],
                     group_doc: str, **extra: Any) -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": basename, "name": None, "doc": group_doc}
-    for dep in ctx.settings.deployments:
-        yield {
-            "basename": basename,
-            "name": dep.name,
-            "doc": doc(dep.name, dep.image_ref(ctx.settings.environment)),
-            "actions": [(action, [dep.name])],
-            "uptodate": [False],
-            "verbosity": 2,
-            **extra,
-        }
+    """Hands-on subtasks always run (``uptodate: False``) and build nothing first."""
+    return per_deployment(basename, group_doc, lambda ctx, dep: {
+        "doc": doc(dep.name, dep.image_ref(ctx.settings.environment)),
+        "actions": [(action, [dep.name])],
+        "uptodate": [False],
+        **extra,
+    })
 
 
 def exec_tasks() -> Iterator[TaskDict]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.settings import Deployment
 from pipeline.stages.crosslink import crosslink_freshness, crosslink_image
 from pipeline.stages.patch import patch_history, patch_image, patch_os, patch_ssl
 from pipeline.stages.results import Freshness
@@ -25,9 +26,9 @@ from pipeline.stages.squash import (
     squash_freshness,
     write_archive,
 )
-from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
+from pipeline.tasks.common import per_deployment
 from pipeline.tasks.context import Context
 
 TaskDict = dict[str, Any]
@@ -130,21 +131,18 @@ def _squash_fresh(ctx: Context, name: str) -> Freshness:
 def _per_deployment(basename: str, action: Callable[..., Any], doc: Callable[[str, str], str], group_doc: str,
                     uptodate: Callable[[str], list[Any]] | None = None,
                     task_dep: Callable[[str], list[str]] | None = None, **extra: Any) -> Iterator[TaskDict]:
-    ctx = context.get()
-    yield {"basename": basename, "name": None, "doc": group_doc}
-    for dep in ctx.settings.deployments:
+    def make(ctx: Context, dep: Deployment) -> TaskDict:
         task: TaskDict = {
-            "basename": basename,
-            "name": dep.name,
             "doc": doc(dep.name, dep.image_ref(ctx.settings.environment)),
             "actions": [(action, [dep.name])],
             "uptodate": uptodate(dep.name) if uptodate else [False],
-            "verbosity": 2,
             **extra,
         }
         if task_dep:
             task["task_dep"] = task_dep(dep.name)
-        yield task
+        return task
+
+    return per_deployment(basename, group_doc, make)
 
 
 def patch_tasks() -> Iterator[TaskDict]:
