@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
-def write_bytes(path: Path, data: bytes) -> bool:
-    """Write ``data`` atomically; False (and no write) when the file already holds exactly it."""
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# What open() would give a new file. mkstemp's 0600 would otherwise leak into COPYed build
+# inputs (and so into input keys, which must be the same on every checkout).
+GENERATED_MODE = _default_mode()
+
+
+def has_generated_mode(path: Path) -> bool:
     try:
-        if path.read_bytes() == data:
+        return stat.S_IMODE(path.stat().st_mode) == GENERATED_MODE
+    except OSError:
+        return False
+
+
+def write_bytes(path: Path, data: bytes) -> bool:
+    """Write ``data`` atomically with the usual file mode; False (and no write) when the file already holds it."""
+    try:
+        if path.read_bytes() == data and has_generated_mode(path):
             return False
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, GENERATED_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

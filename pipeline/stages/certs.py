@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.files import write_bytes
+from pipeline.files import GENERATED_MODE, has_generated_mode, write_bytes
 from pipeline.hashing import sha256_bytes
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
@@ -61,6 +61,9 @@ def certs_current(settings: Settings) -> Freshness:
         current = target.read_bytes() == data
     except OSError:
         return Freshness(False, f"{display(target)} is missing")
+    if current and not has_generated_mode(target):
+        mode = oct(target.stat().st_mode & 0o777)
+        return Freshness(False, f"{display(target)} has mode {mode}, not {oct(GENERATED_MODE)}: the layer's key would differ")
     if current:
         return Freshness(True, f"{display(target)} matches {path}")
     return Freshness(False, f"CA bundle {path} changed ({display(target)} differs)")
