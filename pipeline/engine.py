@@ -28,6 +28,7 @@ import docker.context
 import requests
 from docker.utils import parse_repository_tag
 
+from pipeline.buildctx.send import DOCKERFILE_NAME
 from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError, RegistryError
 from pipeline.run import run
 
@@ -56,6 +57,12 @@ class BuildRequest:
     dockerfile: Path
     buildargs: Mapping[str, str]
     labels: Mapping[str, str]
+    # The context the pipeline writes itself (pipeline.buildctx.send.BuildContext): when set, the
+    # build reads it instead of the ``context`` directory, and ``dockerfile`` is only for messages.
+    files: Any = None
+    # Build args whose values are image IDs: BuildKit cannot resolve FROM by ID, so the CLI path
+    # gives each a one-off tag for the build.
+    id_args: frozenset[str] = frozenset()
 
 
 class Engine:
@@ -344,13 +351,17 @@ class Engine:
 
     def _build_api(self, req: BuildRequest) -> str:
         task = req.task
-        step = "the build's start"
+        step, step_no = "the build's start", None
         recent: deque[str] = deque(maxlen=TAIL)
         image_id = ""
+        if req.files is not None:
+            source: dict[str, Any] = {"fileobj": req.files.tar(), "custom_context": True,
+                                      "dockerfile": DOCKERFILE_NAME}
+        else:
+            source = {"path": str(req.context), "dockerfile": str(req.dockerfile)}
         with self._call(f"{task}: build"):
             stream = self.api.build(
-                path=str(req.context),
-                dockerfile=str(req.dockerfile),
+                **source,
                 buildargs=dict(req.buildargs),
                 labels=dict(req.labels),
                 rm=True,
@@ -360,7 +371,7 @@ class Engine:
             )
             for event in stream:
                 if "error" in event or "errorDetail" in event:
-                    raise BuildFailed(_failure(task, step, _stream_error(event), recent))
+                    raise BuildFailed(_failure(task, step, _stream_error(event), recent), step=step_no)
                 text = event.get("stream")
                 if text:
                     for line in _ANSI.sub("", text).rstrip("\n").split("\n"):
@@ -369,6 +380,8 @@ class Engine:
                         log.info("%s", line)
                         if line.startswith("Step "):
                             step, recent = line, deque(maxlen=TAIL)
+                            number = line[5:].split("/", 1)[0]
+                            step_no = int(number) if number.isdigit() else None
                         else:
                             recent.append(line)
                         if line.startswith("Successfully built "):
@@ -379,27 +392,44 @@ class Engine:
                 if isinstance(aux, dict) and aux.get("ID"):
                     image_id = aux["ID"]
         if not image_id:
-            raise BuildFailed(_failure(task, step, "the engine reported no image ID", recent))
+            raise BuildFailed(_failure(task, step, "the engine reported no image ID", recent), step=step_no)
         return image_id
 
     def _build_cli(self, req: BuildRequest, cli: str) -> str:
-        """Build through a docker CLI with DOCKER_BUILDKIT=1; the CLI's output is streamed and kept."""
-        with tempfile.TemporaryDirectory(prefix="pipeline-iid-") as tmp:
+        """Build through a docker CLI with DOCKER_BUILDKIT=1; the CLI's output is streamed and kept.
+
+        The pipeline's context is written to a temporary directory first: a tar on
+        stdin would make BuildKit copy the Dockerfile and ignore .dockerignore.
+        """
+        with tempfile.TemporaryDirectory(prefix="pipeline-build-") as tmp:
             iidfile = Path(tmp) / "iid"
-            argv: list[str] = [cli, "build", "--progress=plain", "-f", str(req.dockerfile), "--iidfile", str(iidfile)]
-            for key, value in req.buildargs.items():
-                argv += ["--build-arg", f"{key}={value}"]
-            for key, value in req.labels.items():
-                argv += ["--label", f"{key}={value}"]
-            argv.append(str(req.context))
-            env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-            if self._host:
-                env["DOCKER_HOST"] = self._host
+            if req.files is not None:
+                dockerfile, context = req.files.materialize(Path(tmp)), Path(tmp) / "context"
+            else:
+                dockerfile, context = req.dockerfile, req.context
+            argv: list[str] = [cli, "build", "--progress=plain", "-f", str(dockerfile), "--iidfile", str(iidfile)]
+            one_off: list[str] = []
             try:
-                run(argv, stream=True, env=env)
-            except CommandFailed as exc:
-                raise BuildFailed(f"{req.task}: BuildKit build failed: {exc}") from None
-            return iidfile.read_text().strip()
+                for key, value in req.buildargs.items():
+                    if key in req.id_args and value.startswith("sha256:"):
+                        value = f"pipeline-build-parent:{value.split(':', 1)[1][:32]}-{os.urandom(4).hex()}"
+                        self.tag(req.buildargs[key], value)
+                        one_off.append(value)
+                    argv += ["--build-arg", f"{key}={value}"]
+                for key, value in req.labels.items():
+                    argv += ["--label", f"{key}={value}"]
+                argv.append(str(context))
+                env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+                if self._host:
+                    env["DOCKER_HOST"] = self._host
+                try:
+                    run(argv, stream=True, env=env)
+                except CommandFailed as exc:
+                    raise BuildFailed(f"{req.task}: BuildKit build failed: {exc}") from None
+                return iidfile.read_text().strip()
+            finally:
+                for ref in one_off:
+                    self.untag(ref)
 
 
 def _context_name() -> str | None:

@@ -27,7 +27,14 @@ class ImageNotFound(PipelineError):
 
 
 class BuildFailed(PipelineError):
-    """An image build failed; the message carries the failing step and output tail."""
+    """An image build failed; the message carries the failing step and output tail.
+
+    ``step`` is the 1-based number of the failing instruction when the builder said it.
+    """
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class CommandFailed(PipelineError):

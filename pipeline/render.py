@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.keys import parse
+from pipeline.dockerfile.parser import ParseError, parse
 from pipeline.yamlfile import display
 
 # Package-manager caches mounted into every RUN line in BuildKit mode.  They live
@@ -45,12 +45,19 @@ def render(parts: list[tuple[Path, str]], *, buildkit: bool) -> str:
 
 
 def add_cache_mounts(text: str) -> str:
-    """Insert CACHE_MOUNTS after the RUN keyword of every RUN instruction that has no mount of its own."""
+    """Insert CACHE_MOUNTS after the RUN keyword of every RUN instruction that has no mount of its own.
+
+    Heredoc bodies are never touched: the parser knows where they are.
+    """
+    try:
+        instructions = parse(text).instructions
+    except ParseError:
+        return text  # the dockerfile stage reports it with its line
     lines = text.splitlines(keepends=True)
-    for instr in parse(text, {}).structure:
-        if instr["instruction"] != "RUN" or "--mount=" in instr["value"]:
+    for instr in instructions:
+        if instr.keyword != "RUN" or instr.flag("mount"):
             continue
-        start = instr["startline"]
+        start = instr.line - 1
         match = _RUN.match(lines[start])
         if match:
             mounts = " ".join(CACHE_MOUNTS)

@@ -8,7 +8,7 @@ from pipeline.config import Settings
 from pipeline.files import write_text
 from pipeline.hashing import sha256_text
 from pipeline.plan import ImageSpec
-from pipeline.stages.images import rendered_text
+from pipeline.stages.images import check_model, rendered_text
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
 
@@ -28,10 +28,14 @@ def dockerfile_current(settings: Settings, spec: ImageSpec) -> Freshness:
 def write_dockerfile(settings: Settings, spec: ImageSpec) -> FileResult:
     """Render Dockerfile(.custom) + trailer (+ BuildKit cache mounts) to build/dockerfiles/NAME.Dockerfile.
 
+    The model checks the text first, so a construct the key cannot cover is
+    refused here, with its ``file:line``, before any image is built.
+
     Raises:
-        ConfigError: a source part is missing or unreadable.
+        ConfigError: a source part is missing or unreadable, or the model refuses it.
     """
     text, _ = rendered_text(settings, spec)
+    check_model(settings, spec, text)
     changed = write_text(spec.rendered_path, text)
     log.info("%s: %s %s", spec.task, "wrote" if changed else "kept", display(spec.rendered_path))
     return FileResult(str(spec.rendered_path), sha256_text(text), changed)

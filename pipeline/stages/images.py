@@ -5,22 +5,41 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import keystore
+from pipeline.buildctx.collect import Collector, ContextError
+from pipeline.buildctx.send import BuildContext
 from pipeline.cache import stage_cache
 from pipeline.config import Settings
+from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
+from pipeline.dockerfile.parser import Instruction
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
-from pipeline.errors import BuildFailed
+from pipeline.errors import BuildFailed, ConfigError, ImageNotFound
 from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
-from pipeline.keys import InputKey, declared_args, explain, image_key, parse, short
+from pipeline.keys import PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
 from pipeline.stages.results import Freshness, ImageResult
 from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)
+
+PARENT_ARG = "BASE_IMAGE"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything one image build reads, as keyed: the build is made from this and nothing else."""
+
+    key: InputKey
+    context: BuildContext
+    buildargs: dict[str, str]  # passed to the build: declared args only, the parent by ID
+    parent: ImageInfo
+    unused_args: tuple[str, ...]
+    instructions: tuple[Instruction, ...]  # of the rendered text, to name the line of a failed step
 
 
 def rendered_text(settings: Settings, spec: ImageSpec) -> tuple[str, dict[str, str]]:
@@ -37,23 +56,97 @@ def display_rel(settings: Settings, path: Path) -> str:
         return display(path)
 
 
-def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> InputKey:
-    """The input key the stage's image must carry to be current.
+def locate(spec: ImageSpec, line: int) -> str:
+    """``file:line`` of a line of the rendered Dockerfile (its parts are concatenated in order)."""
+    first = 1
+    for path in spec.sources:
+        try:
+            count = len(path.read_text(encoding="utf-8").splitlines())
+        except OSError:
+            break
+        if line < first + count:
+            return f"{display(path)}:{line - first + 1}"
+        first += count
+    return f"{display(spec.rendered_path)}:{line}"
+
+
+def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> BuildPlan:
+    """Model the stage's build: what it reads, its key, and the context that will be sent.
 
     Raises:
         ImageNotFound: the parent image does not exist yet.
-        ConfigError: a Dockerfile or context file cannot be read.
+        ConfigError: a Dockerfile or context file cannot be read, or the model refuses a construct
+            (``file:line`` and what to do).
     """
     parent = engine.require(spec.parent_ref, f"run `doit {spec.parent_task}` first")
     text, sources = rendered_text(settings, spec)
-    return image_key(
+    buildargs = {**spec.buildargs, PARENT_ARG: parent.id}
+
+    def image(ref: str, line: int) -> BaseImage:
+        info = parent if ref == parent.id else engine.image(ref)
+        if info is None:
+            raise ModelError(line, f"image {ref} is not on the Docker engine at {engine.host}; pull or build it "
+                                   "first (the key needs its ID)")
+        config = info.attrs.get("Config") or {}
+        return BaseImage(info.id, tuple(config.get("Env") or ()), tuple(config.get("OnBuild") or ()))
+
+    try:
+        model = analyse(text, buildargs=buildargs, images=image, buildkit=settings.buildkit)
+        _check_parent(model, parent, spec)
+        collector = Collector(spec.context, hasher, allow_empty_globs=settings.buildkit)
+        for source in model.sources:
+            collector.add(source)
+    except (ModelError, ContextError) as exc:
+        raise ConfigError(f"{locate(spec, exc.line)}: {exc}") from None
+    entries = collector.with_parents()
+    declared = model.declared
+    key = image_key(
         rendered=text,
         sources=sources,
-        context=spec.context,
-        buildargs=spec.buildargs,
+        files={rel: entry.keyed() for rel, entry in entries.items()},
+        images={ref: iid for ref, iid in model.images.items() if iid != parent.id},
+        urls=model.urls,
+        args=keyed_args(declared, buildargs, PARENT_ARG),
         parent_id=parent.id,
-        hasher=hasher,
     )
+    passed = {k: v for k, v in buildargs.items() if k in declared}
+    unused = tuple(sorted(set(spec.buildargs) - set(declared) - PIPELINE_ARGS))
+    return BuildPlan(key, BuildContext(spec.context, entries, text), passed, parent, unused, model.instructions)
+
+
+def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
+    """Refuse what the key could not cover, before the parent exists (the dockerfile stage's check).
+
+    Other images are not looked up here: the build's key does that, with their IDs.
+
+    Raises:
+        ConfigError: ``file:line`` and what to do.
+    """
+    parent_id = "sha256:" + "0" * 64
+    placeholder = BaseImage(parent_id)
+    try:
+        model = analyse(text, buildargs={**spec.buildargs, PARENT_ARG: parent_id},
+                        images=lambda ref, line: placeholder, buildkit=settings.buildkit)
+        if model.final_base != parent_id:
+            _check_parent(model, ImageInfo(parent_id, (), {}, 0, {}), spec)
+        collector = Collector(spec.context, FileHasher(None), allow_empty_globs=settings.buildkit)
+        for source in model.sources:
+            collector.add(source)
+    except (ModelError, ContextError) as exc:
+        raise ConfigError(f"{locate(spec, exc.line)}: {exc}") from None
+
+
+def _check_parent(model: Analysis, parent: ImageInfo, spec: ImageSpec) -> None:
+    if model.final_base == parent.id:
+        return
+    raise ModelError(model.final_line, f"the final stage builds FROM {model.final_base!r}, not the parent "
+                                       f"{spec.parent_ref} that the pipeline passes as {PARENT_ARG}; start it with "
+                                       f"`ARG {PARENT_ARG}` and `FROM ${{{PARENT_ARG}}}`")
+
+
+def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> InputKey:
+    """The input key the stage's image must carry to be current (see :func:`plan_build` for what it raises)."""
+    return plan_build(settings, engine, spec, hasher).key
 
 
 def freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
@@ -79,30 +172,67 @@ def compare(settings: Settings, task: str, image: ImageInfo, key: InputKey) -> F
 def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> ImageResult:
     """Build and tag the stage's image unless its tagged image already carries the current key.
 
-    The image is built untagged and tagged only after it is verified, so an
-    interrupted or failed build never moves the tag.
+    The build context is written by the pipeline: exactly the entries the key
+    lists, plus the rendered Dockerfile.  The parent is passed by ID.  The image
+    is built untagged and tagged only after its label and lineage are verified,
+    so an interrupted or failed build never moves the tag.
 
     Raises:
         ImageNotFound: the parent is missing.
+        ConfigError: the model refuses the Dockerfile (``file:line``).
         BuildFailed: the build failed (failing step and output tail in the message).
         EngineUnavailable: the daemon went away.
     """
-    key = current_key(settings, engine, spec, hasher)
+    plan = plan_build(settings, engine, spec, hasher)
 
     def make() -> str:
-        text, _ = rendered_text(settings, spec)
-        write_text(spec.rendered_path, text)
-        # Pass only the args the Dockerfile declares: the others would only draw a warning.
-        declared = declared_args(parse(text, spec.buildargs))
-        buildargs = {k: v for k, v in spec.buildargs.items() if k in declared}
-        for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
+        write_text(spec.rendered_path, plan.context.dockerfile)
+        for unused in plan.unused_args:
             log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored",
                         spec.task, unused, unused)
-        log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
-        request = BuildRequest(spec.task, spec.context, spec.rendered_path, buildargs, spec.labels(settings, key.digest))
-        return engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
+        log.info("%s: building %s from %s (context: %d files, %s)", spec.task, spec.ref, display(spec.rendered_path),
+                 plan.context.files, _size(plan.context.size()))
+        request = BuildRequest(spec.task, spec.context, spec.rendered_path, plan.buildargs,
+                               spec.labels(settings, plan.key.digest), files=plan.context,
+                               id_args=frozenset({PARENT_ARG}))
+        try:
+            image_id = engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
+        except BuildFailed as exc:
+            raise BuildFailed(_located(spec, plan, exc)) from None
+        _check_lineage(engine, spec, image_id, plan.parent)
+        return image_id
 
-    return produce(settings, engine, spec.task, spec.ref, key, make)
+    return produce(settings, engine, spec.task, spec.ref, plan.key, make)
+
+
+def _located(spec: ImageSpec, plan: BuildPlan, exc: BuildFailed) -> str:
+    """Name the Dockerfile line of a failed step; a missing source means the model missed it."""
+    text = str(exc)
+    step = getattr(exc, "step", None)
+    instructions = plan.instructions
+    if step is None or not 0 < step <= len(instructions):
+        return text
+    where = locate(spec, instructions[step - 1].line)
+    if "not found" in text or "no source files" in text or "no such file" in text.lower():
+        first = text.splitlines()[0]
+        return (f"{where}: {first} (the pipeline sends only the files its key lists; if this path should be "
+                "sent, report the Dockerfile form the model missed)")
+    return f"{where}: {text}"
+
+
+def _check_lineage(engine: Engine, spec: ImageSpec, image_id: str, parent: ImageInfo) -> None:
+    made = engine.image(image_id)
+    if made is None:
+        raise ImageNotFound(f"{spec.task}: the build reported image {short(image_id)}, which does not exist")
+    want = (parent.attrs.get("RootFS") or {}).get("Layers") or []
+    have = (made.attrs.get("RootFS") or {}).get("Layers") or []
+    if have[: len(want)] != want:
+        raise BuildFailed(f"{spec.task}: built image {short(image_id)} does not extend the parent {spec.parent_ref} "
+                          f"({short(parent.id)}); tag not moved — was the parent retagged during the build? run again")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
 
 
 def produce(

@@ -1,92 +1,215 @@
-"""Input keys: which context files count, how args and parents count, and the reasons given."""
+"""Input keys and the Dockerfile model: which context entries count, how args and parents count, reasons."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from pipeline.buildctx.collect import Collector, ContextError
+from pipeline.dockerfile.analysis import BaseImage, ModelError, analyse
 from pipeline.hashing import FileHasher
-from pipeline.keys import copy_sources, explain, image_key, parse, used_files
+from pipeline.keys import explain, image_key, keyed_args
 from pipeline.render import add_cache_mounts
+
+PARENT = "sha256:" + "p" * 64
 
 
 @pytest.fixture
 def context(tmp_path: Path) -> Path:
     ctx = tmp_path / "ctx"
-    for rel in ("scripts/a.sh", "scripts/b.sh", "scripts/sub/c.py", "data.txt", "notes.md", "x.py", "y.py"):
+    for rel in ("scripts/a.sh", "scripts/b.sh", "scripts/sub/c.py", "data.txt", "notes.md", "x.py", "y.py",
+                "one.md", "c.txt", "real.txt", "realdir/f.txt"):
         path = ctx / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rel)
+    os.symlink("real.txt", ctx / "link.txt")
+    os.symlink("realdir", ctx / "dirlink")
+    os.symlink("../outside", ctx / "escape")
+    os.symlink("real.txt", ctx / "scripts" / "inner-link")
     return ctx
 
 
-def files_for(dockerfile: str, ctx: Path, args: dict[str, str] | None = None) -> list[str]:
-    return used_files(ctx, copy_sources(parse(dockerfile, args or {})).local)
+def lookup(env: tuple[str, ...] = ()):
+    def images(ref: str, line: int) -> BaseImage:
+        return BaseImage(PARENT if ref == PARENT else "sha256:" + ref.replace(":", "-"), env)
+    return images
+
+
+def model(text: str, ctx: Path, args: dict[str, str] | None = None, *, buildkit: bool = True,
+          env: tuple[str, ...] = ()) -> dict[str, str]:
+    analysis = analyse(text, buildargs={"BASE_IMAGE": PARENT, **(args or {})}, images=lookup(env), buildkit=buildkit)
+    collector = Collector(ctx, FileHasher(None), allow_empty_globs=buildkit)
+    for source in analysis.sources:
+        collector.add(source)
+    return {rel: entry.keyed() for rel, entry in collector.entries.items()}
+
+
+def files_of(text: str, ctx: Path, args: dict[str, str] | None = None, **kw: object) -> list[str]:
+    return sorted(model(text, ctx, args, **kw))  # type: ignore[arg-type]
+
+
+HEAD = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
 
 
 @pytest.mark.parametrize(
-    ("dockerfile", "expected"),
+    ("body", "expected"),
     [
-        ("FROM x\nCOPY scripts/a.sh /o/\n", ["scripts/a.sh"]),
-        ("FROM x\nCOPY scripts/ /o/\n", ["scripts/a.sh", "scripts/b.sh", "scripts/sub/c.py"]),
-        ("FROM x\nCOPY ./scripts /o/\n", ["scripts/a.sh", "scripts/b.sh", "scripts/sub/c.py"]),
-        ("FROM x\nCOPY *.py /o/\n", ["x.py", "y.py"]),
-        ("FROM x\nCOPY scripts/*.sh /o/\n", ["scripts/a.sh", "scripts/b.sh"]),
-        ("FROM x\nADD [\"data.txt\", \"notes.md\", \"/o/\"]\n", ["data.txt", "notes.md"]),
-        ("FROM x\nCOPY --chown=1:1 --chmod=644 data.txt /o/\n", ["data.txt"]),
-        ("FROM x\nCOPY --from=builder /a /b\nRUN true\n", []),
-        ("FROM x\nADD https://example.invalid/f.tgz /o/\n", []),
-        ("FROM x\nRUN echo no copy\n", []),
+        ("COPY scripts/a.sh /o/", ["scripts/a.sh"]),
+        ("COPY scripts/ /o/", ["scripts", "scripts/a.sh", "scripts/b.sh", "scripts/inner-link", "scripts/sub",
+                               "scripts/sub/c.py"]),
+        ("COPY ./scripts /o/", ["scripts", "scripts/a.sh", "scripts/b.sh", "scripts/inner-link", "scripts/sub",
+                                "scripts/sub/c.py"]),
+        ("COPY *.py /o/", ["x.py", "y.py"]),
+        ("COPY scripts/*.sh /o/", ["scripts/a.sh", "scripts/b.sh"]),
+        ('ADD ["data.txt", "notes.md", "/o/"]', ["data.txt", "notes.md"]),
+        ('COPY --chown=0:0 ["c.txt", "/opt/c.txt"]', ["c.txt"]),
+        ("COPY --chown=1:1 --chmod=644 --link data.txt /o/", ["data.txt"]),
+        ("COPY [o]ne.md /opt/md/", ["one.md"]),
+        ("COPY link.txt /opt/", ["link.txt", "real.txt"]),
+        ("COPY dirlink/ /opt/d/", ["dirlink", "realdir", "realdir/f.txt"]),
+        ("COPY dirlink/f.txt /opt/d/", ["dirlink", "realdir/f.txt"]),
+        ("COPY --from=builder /a /b", []),
+        ("COPY --from=other:1.0 /a /b", []),
+        ("ADD --checksum=sha256:abc https://example.invalid/f.tgz /o/", []),
+        ("RUN echo no copy", []),
+        ("RUN --mount=type=bind,source=data.txt,target=/d cat /d", ["data.txt"]),
+        ("RUN --mount=type=cache,target=/root/.cache true", []),
+        ("RUN --mount=type=bind,from=builder,source=/x,target=/x true", []),
+        ("COPY <<EOF /o/x\nhello\nEOF", []),
+        ("RUN <<EOF\nCOPY data.txt /nope\nEOF", []),
+        ("ARG WHICH=data\nCOPY ${WHICH}.txt /o/", ["data.txt"]),
+        ("ARG A=1 WHICH=data\nCOPY ${WHICH:-x}.txt ${NOPE:-notes}.md /o/", ["data.txt", "notes.md"]),
+        ("ENV DIR=scripts\nCOPY $DIR/a.sh /o/", ["scripts/a.sh"]),
+        ("COPY ${FROM_PARENT}/a.sh /o/", ["scripts/a.sh"]),
+        ("COPY --exclude=*.py scripts/sub/ /o/", ["scripts/sub"]),
+        ("COPY \\\n  data.txt \\\n  /o/", ["data.txt"]),
     ],
 )
-def test_only_copied_files_count(context: Path, dockerfile: str, expected: list[str]) -> None:
-    assert files_for(dockerfile, context) == expected
+def test_only_read_entries_count(context: Path, body: str, expected: list[str]) -> None:
+    text = HEAD + ("FROM x AS builder\nFROM ${BASE_IMAGE}\n" if "builder" in body else "") + body + "\n"
+    assert files_of(text, context, env=("FROM_PARENT=scripts",)) == expected
+
+
+def test_env_from_an_earlier_stage(context: Path) -> None:
+    text = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS base\nENV D=scripts\nFROM base\nCOPY $D/b.sh /o/\n"
+    assert files_of(text, context) == ["scripts/b.sh"]
+
+
+def test_global_args_reach_from_only_unless_redeclared(context: Path) -> None:
+    text = "ARG BASE_IMAGE\nARG W=data\nFROM ${BASE_IMAGE}\nCOPY ${W:-notes}.txt /o/\nARG W\nCOPY ${W}.txt /p/\n"
+    # notes.txt does not exist: W is unset in the stage until redeclared
+    with pytest.raises(ContextError, match="notes.txt not found"):
+        files_of(text, context)
+    text = "ARG BASE_IMAGE\nARG W=data\nFROM ${BASE_IMAGE}\nARG W\nCOPY ${W}.txt /p/\n"
+    assert files_of(text, context) == ["data.txt"]
+    assert files_of(text, context, {"W": "c"}) == ["c.txt"]
 
 
 def test_copy_dot_uses_whole_context_minus_dockerignore(context: Path) -> None:
-    (context / ".dockerignore").write_text("# comment\nscripts/sub\n*.md\n")
-    got = files_for("FROM x\nCOPY . /o/\n", context)
-    assert "scripts/sub/c.py" not in got and "notes.md" not in got
-    assert {"scripts/a.sh", "data.txt", "x.py", ".dockerignore"} <= set(got)
+    (context / ".dockerignore").write_text("# comment\nscripts/sub\n*.md\n!one.md\nescape\n")
+    got = files_of(HEAD + "COPY . /o/\n", context)
+    assert "scripts/sub/c.py" not in got and "notes.md" not in got and ".dockerignore" not in got
+    assert {"scripts/a.sh", "data.txt", "x.py", "one.md", "link.txt", "dirlink"} <= set(got)
 
 
-def test_arg_and_env_substitution_in_sources(context: Path) -> None:
-    text = "FROM x\nARG WHICH\nENV DIR=scripts\nCOPY ${WHICH}.txt $DIR/a.sh /o/\n"
-    assert files_for(text, context, {"WHICH": "data"}) == ["data.txt", "scripts/a.sh"]
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("ADD https://example.invalid/f.tgz /o/", "without --checksum"),
+        ("ADD git://example.invalid/r.git /o/", "git repository"),
+        ("ADD https://example.invalid/r.git#main /o/", "git repository"),
+        ("COPY https://example.invalid/f /o/", "COPY cannot fetch a URL"),
+        ("COPY escape /o/", "leaves the build context"),
+        ("COPY missing.txt /o/", "not found"),
+        ("COPY ../x /o/", "outside the build context"),
+        ("COPY ${X:?unset_here} /o/", "unset_here"),
+        ("COPY ${X/a/b} /o/", "cannot expand"),
+        ("COPY .dockerignore /o/", "never sends .dockerignore"),
+    ],
+)
+def test_refused(context: Path, body: str, message: str) -> None:
+    with pytest.raises((ModelError, ContextError), match=message):
+        files_of(HEAD + body + "\n", context)
 
 
-def key_of(ctx: Path, text: str, args: dict[str, str] | None = None, parent: str = "sha256:p1") -> object:
-    return image_key(
-        rendered=text, sources={"Dockerfile": "sha256:s"}, context=ctx,
-        buildargs=args or {}, parent_id=parent, hasher=FileHasher(None),
-    )
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("RUN <<EOF\ntrue\nEOF", "heredocs"),
+        ("RUN --mount=type=bind,source=data.txt,target=/d true", "RUN --mount needs BuildKit"),
+        ("COPY nomatch*.zzz /o/", "matches no file"),
+        ("ADD --checksum=sha256:abc https://example.invalid/f /o/", "needs BuildKit"),
+    ],
+)
+def test_refused_by_the_classic_builder(context: Path, body: str, message: str) -> None:
+    with pytest.raises((ModelError, ContextError), match=message):
+        files_of(HEAD + body + "\n", context, buildkit=False)
 
 
-def test_key_ignores_unused_files_and_undeclared_args(context: Path) -> None:
-    text = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY scripts/a.sh /o/\n"
-    before = key_of(context, text, {"BASE_IMAGE": "a", "USE_FROZEN": "0"})
-    (context / "scripts" / "b.sh").write_text("changed")
-    after = key_of(context, text, {"BASE_IMAGE": "b", "USE_FROZEN": "1"})
-    assert before.digest == after.digest  # type: ignore[attr-defined]
+def test_fifo_in_a_copied_directory_is_refused(context: Path) -> None:
+    os.mkfifo(context / "scripts" / "pipe")
+    with pytest.raises(ContextError, match="FIFO"):
+        files_of(HEAD + "COPY scripts/ /o/\n", context)
+
+
+def test_other_images_are_keyed_by_id(context: Path) -> None:
+    text = HEAD + "FROM tool:1 AS t\nFROM ${BASE_IMAGE}\nCOPY --from=helper:2 /x /x\n"
+    analysis = analyse(text, buildargs={"BASE_IMAGE": PARENT}, images=lookup(), buildkit=True)
+    assert analysis.images == {PARENT: PARENT, "tool:1": "sha256:tool-1", "helper:2": "sha256:helper-2"}
+    assert analysis.final_base == PARENT
+
+
+def test_final_stage_resolution() -> None:
+    text = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS b\nFROM ubuntu:jammy AS other\nFROM b\nRUN true\n"
+    assert analyse(text, buildargs={"BASE_IMAGE": PARENT}, images=lookup(), buildkit=True).final_base == PARENT
+    text = "ARG BASE_CONTAINER=ubuntu:jammy\nFROM $BASE_CONTAINER\n"
+    analysis = analyse(text, buildargs={"BASE_IMAGE": PARENT}, images=lookup(), buildkit=True)
+    assert analysis.final_base == "ubuntu:jammy" and analysis.final_line == 2
+
+
+def test_multi_arg_lines_are_all_declared() -> None:
+    text = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG A=1 B=2\n"
+    analysis = analyse(text, buildargs={"BASE_IMAGE": PARENT, "B": "9"}, images=lookup(), buildkit=False)
+    assert analysis.declared == {"BASE_IMAGE": [None], "A": ["1"], "B": ["2"]}
+    assert keyed_args(analysis.declared, {"BASE_IMAGE": PARENT, "B": "9", "Z": "1"}) == {"B": "9"}
+    assert keyed_args(analysis.declared, {"BASE_IMAGE": PARENT, "B": "2"}) == {}  # set to its default
+
+
+def key_of(files: dict[str, str], args: dict[str, str] | None = None, parent: str = "sha256:p1"):
+    return image_key(rendered="FROM x\n", sources={"Dockerfile": "sha256:s"}, files=files, images={}, urls=[],
+                     args=args or {}, parent_id=parent)
 
 
 def test_key_tracks_content_mode_args_and_parent(context: Path) -> None:
-    text = "FROM x\nARG USE_FROZEN\nCOPY scripts/a.sh /o/\n"
-    base = key_of(context, text, {"USE_FROZEN": "0"})
+    text = HEAD + "ARG USE_FROZEN=0\nCOPY scripts/a.sh /o/\nCOPY scripts/sub/ /p/\n"
+    base = key_of(model(text, context))
     script = context / "scripts" / "a.sh"
     script.chmod(0o755)
-    mode = key_of(context, text, {"USE_FROZEN": "0"})
+    mode = key_of(model(text, context))
+    script.chmod(0o775)  # the same mode as git sees it: 0755
+    assert key_of(model(text, context)).digest == mode.digest
     script.write_text("new")
-    content = key_of(context, text, {"USE_FROZEN": "0"})
-    arg = key_of(context, text, {"USE_FROZEN": "1"})
-    parent = key_of(context, text, {"USE_FROZEN": "1"}, parent="sha256:p2")
-    digests = [k.digest for k in (base, mode, content, arg, parent)]  # type: ignore[attr-defined]
-    assert len(set(digests)) == 5
-    reasons = explain(arg.parts, parent.parts)  # type: ignore[attr-defined]
-    assert reasons == ["parent changed sha256:p1 -> sha256:p2"]
-    assert explain(content.parts, arg.parts) == ["build arg USE_FROZEN changed: '0' -> '1'"]  # type: ignore[attr-defined]
-    assert explain(mode.parts, content.parts) == ["file scripts/a.sh changed"]  # type: ignore[attr-defined]
+    content = key_of(model(text, context))
+    (context / "scripts" / "sub" / "x").mkdir()
+    tree = key_of(model(text, context))
+    arg = key_of(model(text, context), {"USE_FROZEN": "1"})
+    parent = key_of(model(text, context), {"USE_FROZEN": "1"}, parent="sha256:p2")
+    digests = [k.digest for k in (base, mode, content, tree, arg, parent)]
+    assert len(set(digests)) == 6
+    assert explain(arg.parts, parent.parts) == ["parent changed sha256:p1 -> sha256:p2"]
+    assert explain(tree.parts, arg.parts) == ["build arg USE_FROZEN added = '1'"]
+    assert explain(base.parts, mode.parts) == ["file scripts/a.sh changed mode"]
+    assert explain(mode.parts, content.parts) == ["file scripts/a.sh changed"]
+    assert explain(content.parts, tree.parts) == ["directory scripts/sub/x added"]
+
+
+def test_directory_modes_do_not_count(context: Path) -> None:
+    text = HEAD + "COPY scripts/ /o/\n"
+    before = key_of(model(text, context))
+    (context / "scripts" / "sub").chmod(0o700)
+    assert key_of(model(text, context)).digest == before.digest
 
 
 def test_explain_without_record_and_for_dockerfile_sources() -> None:
@@ -98,12 +221,14 @@ def test_explain_without_record_and_for_dockerfile_sources() -> None:
     assert "rendered Dockerfile changed" in explain(new, same_sources)[0]
 
 
-def test_cache_mounts_added_to_each_run_once() -> None:
-    text = "FROM x\nRUN apt-get update && \\\n    pip install y\nRUN --mount=type=cache,target=/c true\nCOPY a /b\n"
+def test_cache_mounts_added_to_each_run_once_never_inside_heredocs() -> None:
+    text = ("FROM x\nRUN apt-get update && \\\n    pip install y\nRUN --mount=type=cache,target=/c true\nCOPY a /b\n"
+            "RUN <<EOF\nRUN this is a heredoc line\nEOF\n")
     out = add_cache_mounts(text)
     lines = out.splitlines()
     assert lines[1].startswith("RUN --mount=type=cache,target=/root/.cache/pip")
     assert "/var/cache/apt" in lines[1] and "/root/.npm" in lines[1]
     assert lines[2] == "    pip install y"
     assert lines[3] == "RUN --mount=type=cache,target=/c true"
+    assert lines[5].startswith("RUN --mount=") and lines[6] == "RUN this is a heredoc line"
     assert add_cache_mounts(out) == out
