@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.errors import ConfigError
 from pipeline.dockerfile.parser import ParseError, parse
+from pipeline.errors import ConfigError
 from pipeline.yamlfile import display
 
 # Package-manager caches mounted into every RUN line in BuildKit mode.  They live
