@@ -108,6 +108,8 @@ def run(
     finally:
         if timer:
             timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
     result = CommandResult(argv, returncode, "\n".join(lines) + ("\n" if lines else ""))
     if timed_out.is_set():
         raise CommandTimedOut(f"`{shlex.join(argv)}` timed out after {timeout:g} s; last output:\n{_indent(result.tail())}")

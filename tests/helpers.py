@@ -477,8 +477,22 @@ def cleanup_namespace(client: docker.DockerClient, ns: str, rounds: int = 10) ->
 
 
 def run_in_image(client: docker.DockerClient, ref: str, script: str) -> str:
-    out = client.containers.run(ref, ["sh", "-c", script], remove=True)
-    return out.decode()
+    """The stdout of ``sh -c script`` in a new container of ``ref`` (removed afterwards).
+
+    Not ``containers.run(remove=True)``: under load it can return before the logs are read,
+    giving an empty string for a command that printed.
+    """
+    container = client.containers.create(ref, ["sh", "-c", script])
+    try:
+        container.start()
+        status = container.wait(timeout=120)
+        out = container.logs(stdout=True, stderr=False).decode()
+        if status.get("StatusCode"):
+            err = container.logs(stdout=False, stderr=True).decode()
+            raise AssertionError(f"`{script}` in {ref} exited {status['StatusCode']}: {err or out}")
+        return out
+    finally:
+        container.remove(force=True)
 
 
 def count_ran(results: Iterable[RunResult]) -> Counter[str]:
