@@ -202,7 +202,8 @@ def test_model_matches_docker(docker_client: docker.DockerClient, parent, tmp_pa
     if case.buildkit and not _has_buildkit():
         pytest.skip("no BuildKit-capable docker CLI")
     ns, parent_image = parent
-    pipeline = Pipeline(Engine(), parent_image.id, tuple(parent_image.attrs["Config"]["Env"]))
+    engine = Engine()
+    pipeline = Pipeline(engine, parent_image.id, tuple(parent_image.attrs["Config"]["Env"]))
     made: list[str] = []
     try:
         for round_, edits in enumerate([(), *[(e,) for e in case.keyed]]):
@@ -235,6 +236,7 @@ def test_model_matches_docker(docker_client: docker.DockerClient, parent, tmp_pa
                 docker_client.api.remove_image(image, force=True, noprune=False)
             except docker.errors.ImageNotFound:
                 pass
+        engine.api.close()
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -150,7 +150,11 @@ def test_a_source_the_context_lacks_fails_with_its_line(docker_client: docker.Do
     context = BuildContext(tmp_path, {}, text)  # the model "missed" present.txt
     request = BuildRequest("gap", tmp_path, tmp_path / "Dockerfile", {"BASE_IMAGE": parent},
                            {"pipeline.namespace": project.ns}, files=context)
-    with pytest.raises(BuildFailed) as failed:
-        Engine().build(request)
+    engine = Engine()
+    try:
+        with pytest.raises(BuildFailed) as failed:
+            engine.build(request)
+    finally:
+        engine.api.close()
     assert failed.value.step == 3, str(failed.value)  # the classic builder counts the ARG before FROM
     assert "present.txt" in str(failed.value) and "not found" in str(failed.value), str(failed.value)
