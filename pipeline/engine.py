@@ -351,9 +351,6 @@ class Engine:
 
     def _build_api(self, req: BuildRequest) -> str:
         task = req.task
-        step, step_no = "the build's start", None
-        recent: deque[str] = deque(maxlen=TAIL)
-        image_id = ""
         if req.files is not None:
             source: dict[str, Any] = {"fileobj": req.files.tar(), "custom_context": True,
                                       "dockerfile": DOCKERFILE_NAME}
@@ -369,31 +366,41 @@ class Engine:
                 pull=False,
                 decode=True,
             )
-            for event in stream:
-                if "error" in event or "errorDetail" in event:
-                    raise BuildFailed(_failure(task, step, _stream_error(event), recent), step=step_no)
-                text = event.get("stream")
-                if text:
-                    for line in _ANSI.sub("", text).rstrip("\n").split("\n"):
-                        if not line.strip():
-                            continue
-                        log.info("%s", line)
-                        if line.startswith("Step "):
-                            step, recent = line, deque(maxlen=TAIL)
-                            number = line[5:].split("/", 1)[0]
-                            step_no = int(number) if number.isdigit() else None
-                        else:
-                            recent.append(line)
-                        if line.startswith("Successfully built "):
-                            image_id = image_id or line.split()[-1]
-                elif event.get("status"):
-                    log.debug("%s", event["status"])
-                aux = event.get("aux") or {}
-                if isinstance(aux, dict) and aux.get("ID"):
-                    image_id = aux["ID"]
+            try:
+                image_id, step, step_no, recent = self._follow_build(task, stream)
+            finally:
+                stream.close()  # an early error leaves the response open otherwise
         if not image_id:
             raise BuildFailed(_failure(task, step, "the engine reported no image ID", recent), step=step_no)
         return image_id
+
+    def _follow_build(self, task: str, stream: Iterator[dict[str, Any]]) -> tuple[str, str, int | None, deque[str]]:
+        step, step_no = "the build's start", None
+        recent: deque[str] = deque(maxlen=TAIL)
+        image_id = ""
+        for event in stream:
+            if "error" in event or "errorDetail" in event:
+                raise BuildFailed(_failure(task, step, _stream_error(event), recent), step=step_no)
+            text = event.get("stream")
+            if text:
+                for line in _ANSI.sub("", text).rstrip("\n").split("\n"):
+                    if not line.strip():
+                        continue
+                    log.info("%s", line)
+                    if line.startswith("Step "):
+                        step, recent = line, deque(maxlen=TAIL)
+                        number = line[5:].split("/", 1)[0]
+                        step_no = int(number) if number.isdigit() else None
+                    else:
+                        recent.append(line)
+                    if line.startswith("Successfully built "):
+                        image_id = image_id or line.split()[-1]
+            elif event.get("status"):
+                log.debug("%s", event["status"])
+            aux = event.get("aux") or {}
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = aux["ID"]
+        return image_id, step, step_no, recent
 
     def _build_cli(self, req: BuildRequest, cli: str) -> str:
         """Build through a docker CLI with DOCKER_BUILDKIT=1; the CLI's output is streamed and kept.

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import IMAGE_STAGES, Project, RunResult, assert_image_stages, assert_nothing_ran, build_all, \
-    doit_command, doit_env, run_in_image
+from helpers import (
+    IMAGE_STAGES,
+    Project,
+    RunResult,
+    assert_image_stages,
+    assert_nothing_ran,
+    doit_command,
+    doit_env,
+    run_in_image,
+)
 
 from pipeline.buildctx.send import BuildContext
 from pipeline.engine import BuildRequest, Engine

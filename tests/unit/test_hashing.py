@@ -61,7 +61,7 @@ def test_threads_hash_and_save_at_once(tmp_path: Path) -> None:
             for path in files:
                 hasher.digest(path)
                 hasher.save()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=hash_all) for _ in range(4)]
