@@ -26,8 +26,12 @@ def results(output: str) -> dict[str, str]:
 
 
 def fresh_copy(project: Project, dest: Path) -> Path:
-    """The project as a fresh CI runner sees it: same sources, no .doit.db, no build/."""
-    shutil.copytree(project.deployments, dest / "deployments")
+    """The project as a fresh CI runner sees it: same sources, no .doit.db, no build/, and the modes
+    of a checkout under umask 002 (0664/0775), which must not change any key."""
+    shutil.copytree(project.deployments, dest / "deployments", symlinks=True)
+    for path in (dest / "deployments").rglob("*"):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o020)
     return dest
 
 
@@ -135,13 +139,14 @@ def test_parallel_run_builds_each_image_exactly_once(project: Project) -> None:
         if mode == "process":
             for dep in ("alpha", "beta", "gamma"):
                 project.append(f"{dep}/Dockerfile.custom", f"RUN echo {mode} >> /name.log\n")
-        result = project.run("-n", "3", "-P", mode)
+        result = project.run("-n", "4", "-P", mode)
         assert result.rc == 0, result.output[-3000:]
         ran = count_ran([result])
         builds = {f"build:{d}" for d in ("alpha", "beta", "gamma")}
         expected = (IMAGE_STAGES | builds) if mode == "thread" else builds
         assert {t for t, n in ran.items() if t in expected and n == 1} == expected, ran
         assert all(n == 1 for n in ran.values()), ran
+        assert "changed size during iteration" not in result.output  # the shared hash cache
         for dep in ("alpha", "beta", "gamma"):
             log = project.build_log(f"build:{dep}").read_text()
             others = {"alpha", "beta", "gamma"} - {dep}
