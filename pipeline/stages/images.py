@@ -14,7 +14,7 @@ from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
 from pipeline.errors import BuildFailed
 from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
-from pipeline.keys import InputKey, declared_args, explain, image_key, parse, short
+from pipeline.keys import PIPELINE_ARGS, InputKey, declared_args, explain, image_key, parse, short
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
 from pipeline.stages.results import Freshness, ImageResult
@@ -95,7 +95,7 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
         # Pass only the args the Dockerfile declares: the others would only draw a warning.
         declared = declared_args(parse(text, spec.buildargs))
         buildargs = {k: v for k, v in spec.buildargs.items() if k in declared}
-        for unused in sorted(set(spec.buildargs) - declared - {"BASE_IMAGE", "USE_FROZEN"}):
+        for unused in sorted(set(spec.buildargs) - declared - set(PIPELINE_ARGS)):
             log.warning("%s: build arg %s is configured but the Dockerfile declares no ARG %s; ignored",
                         spec.task, unused, unused)
         log.info("%s: building %s from %s", spec.task, spec.ref, display(spec.rendered_path))
