@@ -77,7 +77,7 @@ def drift(settings: Settings, engine: Engine, name: str) -> DriftResult:
     ref = mission_spec(settings, dep).ref
     image = engine.require(ref, f"run `doit build:{name}` first")
     target = folder(dep)
-    wanted = image_specs(engine, dep, ref)
+    wanted = image_specs(engine, dep, ref, KIND)
     old, new = spec_texts(target, wanted or {})
     drifted = wanted is not None and _differs(old, new)
     changes = report(f"drift:{name}", old, new) if drifted else {}

@@ -232,14 +232,14 @@ def freeze(settings: Settings, engine: Engine, name: str) -> FreezeResult:
     return FreezeResult(name, image.id, written, environments=envs, changes=changes)
 
 
-def image_specs(engine: Engine, dep: Deployment, ref: str) -> dict[str, bytes] | None:
+def image_specs(engine: Engine, dep: Deployment, ref: str, task: str = "freeze") -> dict[str, bytes] | None:
     """Relative path -> bytes of every file in the image's freeze directory; None when it has none (and needs none).
 
     Raises:
         ImageNotFound, PipelineError: as ``_copy_out``.
     """
     with tempfile.TemporaryDirectory(prefix="pipeline-freeze-") as tmp:
-        source = _copy_out(engine, dep, ref, Path(tmp))
+        source = _copy_out(engine, dep, ref, Path(tmp), task)
         if source is None:
             return None
         return {p.relative_to(source).as_posix(): p.read_bytes()
@@ -254,7 +254,7 @@ def spec_texts(target: Path, wanted: Mapping[str, bytes]) -> tuple[dict[str, str
     return old, new
 
 
-def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path) -> Path | None:
+def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path, task: str = "freeze") -> Path | None:
     """The freeze directory copied under ``tmp``; None when the image has none and none is expected.
 
     Raises:
@@ -266,8 +266,8 @@ def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path) -> Path | No
         copied = engine.copy_from_image(ref, dep.freeze, tmp)
     except ImageNotFound:
         if dep.freeze == DEFAULT_FREEZE_DIR and not folder(dep).exists():
-            log.info("freeze:%s: image %s has no %s and %s does not exist; nothing to freeze",
-                     dep.name, ref, dep.freeze, display(folder(dep)))
+            log.info("%s:%s: image %s has no %s and %s does not exist; nothing to do",
+                     task, dep.name, ref, dep.freeze, display(folder(dep)))
             return None
         raise ImageNotFound(
             f"{dep.freeze} (key 'freeze' in {where}) is not in image {ref}; "
