@@ -75,6 +75,9 @@ class PipelineReporter(ConsoleReporter):
                 lock.acquire()
             except LockTimeout as exc:
                 raise InvalidTask(str(exc)) from None
+            # Only a run that holds the lock replaces the run report: a view (`doit sh:demo`,
+            # `doit graph`) beside a CI build must not overwrite the build's record.
+            self._report = True
         # A cancelled CI job sends SIGTERM: unwind like Ctrl-C so child processes are stopped
         # and doit keeps the state of the tasks that finished.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -83,6 +86,7 @@ class PipelineReporter(ConsoleReporter):
         super().initialize(tasks, selected_tasks)
 
     _quiet = False
+    _report = False
 
     def execute_task(self, task: Any) -> None:
         self._started[task.name] = time.monotonic()
@@ -138,6 +142,8 @@ class PipelineReporter(ConsoleReporter):
         rows = list(self._rows.values())
         if not self._quiet:
             self.write(summary_table(rows))
+        if not self._report:
+            return
         stage_rows = [_stage_row(r) for r in rows]
         started, finished = runlog.utc(self._run_started), runlog.utc(time.time())
         runreport.write_json(runlog.BUILD_DIR, stage_rows, started=started, finished=finished, totals=_totals(rows))
