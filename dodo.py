@@ -8,7 +8,8 @@ DOIT_CONFIG = {
     "dep_file": ".doit.db",
     "reporter": PipelineReporter,
     "verbosity": 2,
-    "default_tasks": ["certs", "root", "chain", "dockerfile", "build", "test", "freeze", "manifest"],
+        # Never `freeze` here: plain `doit` leaves the tracked tree as it found it (drift only reports).
+    "default_tasks": ["certs", "root", "chain", "dockerfile", "build", "test", "drift", "manifest"],
 }
 
 
@@ -44,8 +45,13 @@ def task_test():
     yield from inspect.test_tasks()
 
 
+def task_drift():
+    """Compare the image's pinned specs with deployments/NAME/env-frozen/ and report the drift (writes nothing)."""
+    yield from inspect.drift_tasks()
+
+
 def task_freeze():
-    """Copy the image's pinned specs into deployments/NAME/env-frozen/ (floating mode)."""
+    """WRITES deployments/NAME/env-frozen/ from the image's pinned specs; only when asked (doit freeze:NAME)."""
     yield from inspect.freeze_tasks()
 
 

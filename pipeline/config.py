@@ -204,7 +204,7 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
     # A plain Dockerfile is complete as it is; anything else gets the shared trailer appended.
     trailer = sec.bool("trailer", dockerfile.name != "Dockerfile")
     build_args = sec.string_map("build_args")
-    for reserved in ("BASE_IMAGE", "USE_FROZEN"):
+    for reserved in ("BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS"):
         if reserved in build_args:
             raise sec.error(f"key 'build_args.{reserved}' is set by the pipeline; remove it", "build_args")
     return Deployment(

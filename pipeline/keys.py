@@ -19,7 +19,8 @@ from pipeline.hashing import sha256_text
 
 KEY_VERSION = 2
 # Args the pipeline passes to every image; BASE_IMAGE is represented by the parent's ID instead.
-PIPELINE_ARGS = frozenset({"BASE_IMAGE", "USE_FROZEN"})
+# FROZEN_SPECS names the context folder a trailer copies as the pins (see plan.FROZEN_SPECS).
+PIPELINE_ARGS = frozenset({"BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS"})
 
 
 @dataclass(frozen=True)

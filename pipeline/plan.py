@@ -14,6 +14,11 @@ LABEL_STAGE = "pipeline.stage"
 LABEL_DEPLOYMENT = "pipeline.deployment"
 LABEL_NAMESPACE = "pipeline.namespace"
 
+# The build arg FROZEN_SPECS names the context folder a trailer copies as the pinned specs:
+# the committed pins in frozen mode, the loose specs in floating mode.  So a floating build
+# neither reads nor keys on env-frozen/ (it writes its own pip freeze), and a frozen one does.
+FROZEN_SPECS = {True: "env-frozen", False: "environments"}
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -37,7 +42,12 @@ class ImageSpec:
 
 
 def _args(settings: Settings, parent_ref: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {**(extra or {}), "BASE_IMAGE": parent_ref, "USE_FROZEN": "1" if settings.frozen else "0"}
+    return {
+        **(extra or {}),
+        "BASE_IMAGE": parent_ref,
+        "USE_FROZEN": "1" if settings.frozen else "0",
+        "FROZEN_SPECS": FROZEN_SPECS[settings.frozen],
+    }
 
 
 def chain_specs(settings: Settings) -> list[ImageSpec]:

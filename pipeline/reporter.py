@@ -1,4 +1,10 @@
-"""doit console reporter: the run lock, SIGTERM as Ctrl-C, compact failures and a summary table."""
+"""doit console reporter: the run lock, SIGTERM as Ctrl-C, compact failures, why each stage reruns, a summary table.
+
+When a stage with an up-to-date check starts, its first line says why
+(``build:fx1: rebuilding: file app.txt changed``); when it ends, that reason is
+recorded in build/runs/ (runlog.py); the run ends with the summary table, which
+is also written to build/reports/last-run.json (and GitHub's job summary).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from pipeline import lock
+from pipeline import lock, runlog, runreport
 from pipeline.errors import LockTimeout
 from pipeline.units import human_size
 
@@ -34,10 +40,19 @@ class _Row:
     result: str
     seconds: float | None = None
     task: Any = None  # read its values at the end: doit sets them after skip_uptodate
+    reasons: list[str] | None = None  # why it ran (None: it did not run, or has no check)
+    started: float | None = None  # epoch seconds, when it started
 
     @property
     def values(self) -> dict[str, Any]:
         return dict(getattr(self.task, "values", None) or {})
+
+    @property
+    def reason(self) -> str:
+        """All the reasons it ran, or (for a current stage) the state its check found."""
+        if self.reasons is not None:
+            return "; ".join(self.reasons)
+        return str((getattr(self.task, "meta", None) or {}).get("state", ""))
 
 
 class PipelineReporter(ConsoleReporter):
@@ -47,6 +62,9 @@ class PipelineReporter(ConsoleReporter):
         super().__init__(outstream, options)
         self._rows: dict[str, _Row] = {}
         self._started: dict[str, float] = {}
+        self._wall: dict[str, float] = {}
+        self._why: dict[str, list[str]] = {}
+        self._run_started = time.time()
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         # Runs only for commands that execute tasks (not list or info), before any state is read.
@@ -57,17 +75,33 @@ class PipelineReporter(ConsoleReporter):
                 lock.acquire()
             except LockTimeout as exc:
                 raise InvalidTask(str(exc)) from None
+            # Only a run that holds the lock replaces the run report: a view (`doit sh:demo`,
+            # `doit graph`) beside a CI build must not overwrite the build's record.
+            self._report = True
         # A cancelled CI job sends SIGTERM: unwind like Ctrl-C so child processes are stopped
         # and doit keeps the state of the tasks that finished.
         signal.signal(signal.SIGTERM, _interrupt)
+        runlog.running = True
+        self._run_started = time.time()
         super().initialize(tasks, selected_tasks)
 
     _quiet = False
+    _report = False
 
     def execute_task(self, task: Any) -> None:
         self._started[task.name] = time.monotonic()
+        self._wall[task.name] = time.time()
+        reasons = runlog.why(task)
+        if reasons is not None:
+            # doit runs a task whose checks all found it current only when forced
+            self._why[task.name] = reasons or ["forced (doit -a / --always-execute)"]
         if not self._quiet:
             super().execute_task(task)
+            if reasons is not None and task.actions:
+                # The stage's first line: why it runs, in the words `doit info` uses.
+                text = f"{task.name}: {runlog.verb(task.name)}: {runlog.join_reasons(self._why[task.name])}"
+                self.write(text + "\n")
+                runlog.announced[task.name] = text
 
     def add_success(self, task: Any) -> None:
         self._record(task, "ran")
@@ -90,25 +124,85 @@ class PipelineReporter(ConsoleReporter):
             return
         started = self._started.get(task.name)
         seconds = time.monotonic() - started if started is not None else None
-        self._rows[task.name] = _Row(task.name, result, seconds, task)
+        ran = started is not None and result != "up to date"
+        reasons = self._why.get(task.name) if ran else None
+        row = _Row(task.name, result, seconds, task, reasons, self._wall.get(task.name))
+        self._rows[task.name] = row
+        if reasons is not None and row.started is not None:
+            # When and why, for `doit info` once the stage is current again.
+            values = row.values
+            record = runlog.RunRecord(task.name, _result(row), "; ".join(reasons), runlog.utc(row.started), seconds,
+                                      _str_or_none(values.get("image")), _int_or_none(values.get("size")))
+            runlog.save(runlog.BUILD_DIR, record)
 
     def complete_run(self) -> None:
         super().complete_run()
-        if self._rows and not self._quiet:
-            self.write(summary_table(list(self._rows.values())))
+        if not self._rows:
+            return
+        rows = list(self._rows.values())
+        if not self._quiet:
+            self.write(summary_table(rows))
+        if not self._report:
+            return
+        stage_rows = [_stage_row(r) for r in rows]
+        started, finished = runlog.utc(self._run_started), runlog.utc(time.time())
+        runreport.write_json(runlog.BUILD_DIR, stage_rows, started=started, finished=finished, totals=_totals(rows))
+        runreport.append_step_summary(stage_rows, _totals(rows))
 
 
 def summary_table(rows: list[_Row]) -> str:
-    """One line per stage of the run: result, duration and, for image stages, the size and its change."""
+    """One line per stage of the run: result, duration, for image stages the size and its change, and why it ran."""
     width = max(len("stage"), *(len(r.name) for r in rows))
-    lines = ["", f"{'stage':<{width}}  {'result':<10}  {'time':>8}  image size"]
-    for row in rows:
+    sizes = [_size(r) for r in rows]
+    size_width = max(len("image size"), *(len(s) for s in sizes))
+    lines = ["", f"{'stage':<{width}}  {'result':<10}  {'time':>8}  {'image size':<{size_width}}  why"]
+    for row, size in zip(rows, sizes, strict=True):
         seconds = f"{row.seconds:.1f} s" if row.seconds is not None else "-"
-        lines.append(f"{row.name:<{width}}  {_result(row):<10}  {seconds:>8}  {_size(row)}".rstrip())
+        lines.append(f"{row.name:<{width}}  {_result(row):<10}  {seconds:>8}  {size:<{size_width}}  {_short_why(row)}".rstrip())
+    lines.append(_totals(rows))
+    return "\n".join(lines) + "\n"
+
+
+def _totals(rows: list[_Row]) -> str:
     failed = sum(r.result == "FAILED" for r in rows)
     ran = sum(r.result == "ran" for r in rows)
-    lines.append(f"{len(rows)} stages: {ran} ran, {len(rows) - ran - failed} up to date, {failed} failed")
-    return "\n".join(lines) + "\n"
+    return f"{len(rows)} stages: {ran} ran, {len(rows) - ran - failed} up to date, {failed} failed"
+
+
+WHY_WIDTH = 60
+
+
+def _short_why(row: _Row) -> str:
+    """The first reason, shortened, and how many more: the table's "why" column."""
+    if not row.reasons:
+        return ""
+    first = row.reasons[0]
+    if len(first) > WHY_WIDTH:
+        first = first[: WHY_WIDTH - 1] + "…"
+    return first + (f" (+{len(row.reasons) - 1} more)" if len(row.reasons) > 1 else "")
+
+
+def _stage_row(row: _Row) -> runreport.StageRow:
+    values = row.values
+    return runreport.StageRow(
+        stage=row.name,
+        result=_result(row),
+        reason=row.reason,
+        why=_short_why(row),
+        started=runlog.utc(row.started) if row.started is not None else None,
+        seconds=round(row.seconds, 3) if row.seconds is not None else None,
+        image=_str_or_none(values.get("image")),
+        size=_int_or_none(values.get("size")),
+        size_text=_size(row),
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value else None
 
 
 def _result(row: _Row) -> str:

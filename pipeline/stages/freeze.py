@@ -6,6 +6,10 @@ mirrored into the deployment folder, and what changed is printed per
 environment.  In frozen mode the committed specs are the input of the build,
 so this stage never writes.  The last freeze is recorded in
 build/freeze/NAME.json: the image ID and the sha256 of every file written.
+
+freeze writes into the deployment's tracked folder, so it runs only when asked
+(`doit freeze:NAME`); plain `doit` runs drift:NAME (stages/drift.py) instead,
+which compares the same specs and reports the drift without writing.
 """
 
 from __future__ import annotations
@@ -159,7 +163,7 @@ def _record_path(settings: Settings, dep: Deployment) -> Path:
     return records.record_path(settings.build_dir, KIND, dep.name)
 
 
-def _listing(root: Path) -> dict[str, str]:
+def listing(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every regular file under ``root`` (empty when it does not exist)."""
     if not root.is_dir():
         return {}
@@ -185,7 +189,7 @@ def freeze_freshness(settings: Settings, engine: Engine, name: str) -> Freshness
         return Freshness(False, f"no freeze of image {short(image.id)} recorded in {display(path)}")
     if last.get("image") != image.id:
         return Freshness(False, f"image {short(image.id)} changed since the last freeze (was {short(last.get('image'))})")
-    recorded, present = last.get("files") or {}, _listing(folder(dep))
+    recorded, present = last.get("files") or {}, listing(folder(dep))
     if recorded != present:
         differ = sorted(k for k in set(recorded) | set(present) if recorded.get(k) != present.get(k))
         shown = ", ".join(differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
@@ -212,28 +216,45 @@ def freeze(settings: Settings, engine: Engine, name: str) -> FreezeResult:
     image = engine.require(ref, f"run `doit build:{name}` first")
     target = folder(dep)
     path = _record_path(settings, dep)
-    with tempfile.TemporaryDirectory(prefix="pipeline-freeze-") as tmp:
-        source = _copy_out(engine, dep, ref, Path(tmp))
-        if source is None:
-            records.save(path, {"image": image.id, "files": {}, "ref": ref})
-            return FreezeResult(name, image.id, False)
-        wanted = {p.relative_to(source).as_posix(): p.read_bytes()
-                  for p in sorted(source.rglob("*")) if p.is_file() and not p.is_symlink()}
-    old = {rel: (target / rel).read_text(encoding="utf-8", errors="replace")
-           for rel in _listing(target) if rel.endswith("/" + SPEC_FILE)}
-    new = {rel: data.decode("utf-8", errors="replace") for rel, data in wanted.items() if rel.endswith("/" + SPEC_FILE)}
-    changes = _report(name, old, new)
+    wanted = image_specs(engine, dep, ref)
+    if wanted is None:
+        records.save(path, {"image": image.id, "files": {}, "ref": ref})
+        return FreezeResult(name, image.id, False)
+    old, new = spec_texts(target, wanted)
+    changes = report(f"freeze:{name}", old, new)
     written = _mirror(target, wanted)
-    records.save(path, {"image": image.id, "files": _listing(target), "ref": ref})
+    records.save(path, {"image": image.id, "files": listing(target), "ref": ref})
     if written:
-        log.info("freeze:%s: updated %s; commit the new pins; the next build includes them", name, display(target))
+        log.info("freeze:%s: updated %s; commit the new pins; frozen builds (frozen: true) install exactly them", name, display(target))
     else:
         log.info("freeze:%s: %s already holds the image's specs", name, display(target))
     envs = tuple(sorted({rel.split("/", 1)[0] for rel in new}))
     return FreezeResult(name, image.id, written, environments=envs, changes=changes)
 
 
-def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path) -> Path | None:
+def image_specs(engine: Engine, dep: Deployment, ref: str, task: str = "freeze") -> dict[str, bytes] | None:
+    """Relative path -> bytes of every file in the image's freeze directory; None when it has none (and needs none).
+
+    Raises:
+        ImageNotFound, PipelineError: as ``_copy_out``.
+    """
+    with tempfile.TemporaryDirectory(prefix="pipeline-freeze-") as tmp:
+        source = _copy_out(engine, dep, ref, Path(tmp), task)
+        if source is None:
+            return None
+        return {p.relative_to(source).as_posix(): p.read_bytes()
+                for p in sorted(source.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def spec_texts(target: Path, wanted: Mapping[str, bytes]) -> tuple[dict[str, str], dict[str, str]]:
+    """(committed, image) requirement texts by relative path, for ``report``."""
+    old = {rel: (target / rel).read_text(encoding="utf-8", errors="replace")
+           for rel in listing(target) if rel.endswith("/" + SPEC_FILE)}
+    new = {rel: data.decode("utf-8", errors="replace") for rel, data in wanted.items() if rel.endswith("/" + SPEC_FILE)}
+    return old, new
+
+
+def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path, task: str = "freeze") -> Path | None:
     """The freeze directory copied under ``tmp``; None when the image has none and none is expected.
 
     Raises:
@@ -245,8 +266,8 @@ def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path) -> Path | No
         copied = engine.copy_from_image(ref, dep.freeze, tmp)
     except ImageNotFound:
         if dep.freeze == DEFAULT_FREEZE_DIR and not folder(dep).exists():
-            log.info("freeze:%s: image %s has no %s and %s does not exist; nothing to freeze",
-                     dep.name, ref, dep.freeze, display(folder(dep)))
+            log.info("%s:%s: image %s has no %s and %s does not exist; nothing to do",
+                     task, dep.name, ref, dep.freeze, display(folder(dep)))
             return None
         raise ImageNotFound(
             f"{dep.freeze} (key 'freeze' in {where}) is not in image {ref}; "
@@ -259,8 +280,8 @@ def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path) -> Path | No
     return copied[0]
 
 
-def _report(name: str, old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
-    """Log what changed per environment; returns environment -> one-line summary."""
+def report(task: str, old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
+    """Log what changed per environment (lines start with ``task``); returns environment -> one-line summary."""
     summaries: dict[str, str] = {}
     envs = sorted({rel.split("/", 1)[0] for rel in (*old, *new)})
     for env in envs:
@@ -274,13 +295,13 @@ def _report(name: str, old: Mapping[str, str], new: Mapping[str, str]) -> dict[s
         else:
             diff = diff_requirements(old[rel], new[rel])
             summaries[env] = diff.summary()
-            log.info("freeze:%s: %s: %s", name, env, summaries[env])
+            log.info("%s: %s: %s", task, env, summaries[env])
             for line in diff.lines():
                 log.info("    %s", line)
             continue
-        log.info("freeze:%s: %s: %s", name, env, summaries[env])
+        log.info("%s: %s: %s", task, env, summaries[env])
     if not envs:
-        log.info("freeze:%s: no environments in the image's freeze directory", name)
+        log.info("%s: no environments in the image's freeze directory", task)
     return summaries
 
 

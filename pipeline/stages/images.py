@@ -166,7 +166,7 @@ def compare(settings: Settings, task: str, image: ImageInfo, key: InputKey) -> F
     if not have:
         return Freshness(False, f"image {image.tags[0] if image.tags else image.id} has no {LABEL_INPUTS} label")
     previous = keystore.load_parts(settings.build_dir, task, have)
-    return Freshness(False, "; ".join(explain(previous, key.parts)))
+    return Freshness(False, "; ".join(explain(previous, key.parts)), tuple(explain(previous, key.parts, limit=10_000)))
 
 
 def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> ImageResult:

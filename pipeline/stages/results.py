@@ -47,3 +47,9 @@ class Freshness:
 
     current: bool
     reason: str
+    # The separate reasons behind ``reason`` when there are several (e.g. one per changed file),
+    # so the run output can name the first few and count the rest.
+    reasons: tuple[str, ...] = ()
+
+    def parts(self) -> tuple[str, ...]:
+        return self.reasons or (self.reason,)

@@ -9,6 +9,7 @@ from typing import Any
 
 from doit.exceptions import TaskError, TaskFailed
 
+from pipeline import runlog
 from pipeline.errors import PipelineError
 from pipeline.logs import task_log
 from pipeline.tasks import context
@@ -30,6 +31,9 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
             ctx = context.get()
             name = task_name(*args)
             with task_log(ctx.settings.build_dir, name) as logfile:
+                announced = runlog.announced.pop(name, None)
+                if announced:
+                    log.debug("%s", announced)  # the reporter printed it; the log file keeps it too
                 try:
                     result = fn(ctx, *args, **kwargs)
                 except PipelineError as exc:

@@ -26,7 +26,7 @@ GENERATORS = (
     images.dockerfile_tasks,
     images.build_tasks,
     inspect.test_tasks,
-    inspect.freeze_tasks,
+    inspect.drift_tasks,
     inspect.manifest_tasks,
 )
 

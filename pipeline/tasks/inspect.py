@@ -1,10 +1,11 @@
-"""Task generators for the stages that look into a built mission image: test, freeze, manifest, history."""
+"""Task generators for the stages that look into a built mission image: test, drift, freeze, manifest, history."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline.stages.drift import drift, drift_freshness
 from pipeline.stages.freeze import freeze, freeze_freshness
 from pipeline.stages.history import history
 from pipeline.stages.manifest import manifest_freshness, manifest_path, write_manifest
@@ -29,6 +30,11 @@ def test_action(ctx: Context, name: str) -> Any:
 @stage_action(lambda name: f"freeze:{name}")
 def freeze_action(ctx: Context, name: str) -> Any:
     return freeze(ctx.settings, ctx.engine, name)
+
+
+@stage_action(lambda name: f"drift:{name}")
+def drift_action(ctx: Context, name: str) -> Any:
+    return drift(ctx.settings, ctx.engine, name)
 
 
 @stage_action(lambda name: f"manifest:{name}")
@@ -56,6 +62,10 @@ def _freeze_fresh(ctx: Context, name: str) -> Freshness:
     return freeze_freshness(ctx.settings, ctx.engine, name)
 
 
+def _drift_fresh(ctx: Context, name: str) -> Freshness:
+    return drift_freshness(ctx.settings, ctx.engine, name)
+
+
 def _manifest_fresh(ctx: Context, name: str) -> Freshness:
     return manifest_freshness(ctx.settings, ctx.engine, name)
 
@@ -71,9 +81,20 @@ def test_tasks() -> Iterator[TaskDict]:
     })
 
 
+def drift_tasks() -> Iterator[TaskDict]:
+    return per_deployment("drift", "report how each image's pins differ from deployments/NAME/env-frozen/ (writes nothing)", lambda ctx, dep: {
+        "doc": f"compare {dep.freeze} in the image with deployments/{dep.name}/env-frozen/ and print the drift "
+               f"(writes nothing; `doit freeze:{dep.name}` writes)",
+        "actions": [(drift_action, [dep.name])],
+        "task_dep": [f"build:{dep.name}"],
+        "uptodate": [StageCheck(f"drift:{dep.name}", _drift_fresh, dep.name)],
+    })
+
+
 def freeze_tasks() -> Iterator[TaskDict]:
-    return per_deployment("freeze", "copy every selected deployment's pinned specs out of its image", lambda ctx, dep: {
-        "doc": f"copy {dep.freeze} out of the image into deployments/{dep.name}/env-frozen/ (floating mode only)",
+    return per_deployment("freeze", "WRITES deployments/NAME/env-frozen/ from the image's pins (explicit only: plain doit just reports drift)", lambda ctx, dep: {
+        "doc": f"WRITE deployments/{dep.name}/env-frozen/ from {dep.freeze} in the image (floating mode; "
+               "never part of plain doit or image_all)",
         "actions": [(freeze_action, [dep.name])],
         "task_dep": [f"build:{dep.name}"],
         "uptodate": [StageCheck(f"freeze:{dep.name}", _freeze_fresh, dep.name)],

@@ -1,4 +1,5 @@
-"""freeze:DEPLOYMENT: the image's pinned specs land in deployments/NAME/env-frozen/, with what changed."""
+"""freeze:DEPLOYMENT writes the image's pinned specs into deployments/NAME/env-frozen/, with what changed;
+plain doit only reports that drift (drift:DEPLOYMENT) and writes nothing."""
 from __future__ import annotations
 
 import docker
@@ -41,13 +42,7 @@ def pinned(project: Project) -> Project:
     return project
 
 
-def test_freeze_copies_pins_and_prints_changes(docker_client: docker.DockerClient, pinned: Project) -> None:
-    result = pinned.run("deployment=alpha")
-    assert_ok(result)
-    assert {"build:alpha", "freeze:alpha"} <= result.ran, result
-    assert run_in_image(docker_client, pinned.mission_tag("alpha"), "cat /opt/env-frozen/main/requirements.txt") \
-        == IMAGE_MAIN
-    out = result.output
+def _drift_lines_are_reported(out: str, result: object) -> None:
     assert "main: 1 added, 1 removed, 1 changed" in out, result
     for line in ("+ newpkg 0.1", "- oldpkg 3", "~ foo 1.0 -> 1.1"):
         assert line in out, (line, result)
@@ -55,6 +50,30 @@ def test_freeze_copies_pins_and_prints_changes(docker_client: docker.DockerClien
     assert not [line for line in diff_lines if "bar" in line.lower()], "an unchanged pin was reported"
     assert "extra: new environment (1 packages)" in out, result
     assert "gone: environment removed" in out, result
+
+
+def test_plain_doit_reports_drift_and_writes_nothing(pinned: Project) -> None:
+    before = {p: p.read_bytes() for p in pinned.path("alpha/env-frozen").rglob("*") if p.is_file()}
+    result = pinned.run("deployment=alpha")
+    assert_ok(result)
+    assert {"build:alpha", "drift:alpha"} <= result.ran and "freeze:alpha" not in result.ran, result
+    _drift_lines_are_reported(result.output, result)
+    assert "`doit freeze:alpha` writes them" in result.output, result
+    after = {p: p.read_bytes() for p in pinned.path("alpha/env-frozen").rglob("*") if p.is_file()}
+    assert after == before, "plain doit wrote into env-frozen/"
+    again = pinned.run("deployment=alpha")
+    assert_nothing_ran(again)
+    assert "drift:alpha" in again.uptodate, again
+
+
+def test_freeze_copies_pins_and_prints_changes(docker_client: docker.DockerClient, pinned: Project) -> None:
+    result = pinned.run("deployment=alpha", "freeze:alpha")
+    assert_ok(result)
+    assert {"build:alpha", "freeze:alpha"} <= result.ran, result
+    assert run_in_image(docker_client, pinned.mission_tag("alpha"), "cat /opt/env-frozen/main/requirements.txt") \
+        == IMAGE_MAIN
+    out = result.output
+    _drift_lines_are_reported(out, result)
     assert "commit the new pins" in out, result
     assert pinned.read("alpha/env-frozen/main/requirements.txt") == IMAGE_MAIN
     assert pinned.read("alpha/env-frozen/extra/requirements.txt") == IMAGE_EXTRA
@@ -62,13 +81,13 @@ def test_freeze_copies_pins_and_prints_changes(docker_client: docker.DockerClien
     assert (pinned.root / "build" / "freeze" / "alpha.json").is_file()
     assert_no_containers(docker_client, pinned.ns)
 
-    again = pinned.run("deployment=alpha")
+    again = pinned.run("deployment=alpha", "freeze:alpha")
     assert_nothing_ran(again)
     assert "freeze:alpha" in again.uptodate, again
 
 
 def test_edited_specs_are_restored_and_unchanged_files_not_rewritten(pinned: Project) -> None:
-    assert_ok(pinned.run("deployment=alpha"))
+    assert_ok(pinned.run("deployment=alpha", "freeze:alpha"))
     extra = pinned.path("alpha/env-frozen/extra/requirements.txt")
     mtime = extra.stat().st_mtime_ns
     pinned.write("alpha/env-frozen/main/requirements.txt", "foo==0.9\n")
@@ -84,7 +103,8 @@ def test_edited_specs_are_restored_and_unchanged_files_not_rewritten(pinned: Pro
 def test_frozen_mode_never_writes(pinned: Project) -> None:
     result = pinned.run("deployment=alpha", "frozen=1")
     assert_ok(result)
-    assert "freeze:alpha" in result.uptodate, result
+    assert "drift:alpha" in result.uptodate, result
+    assert "freeze:alpha" in pinned.run("deployment=alpha", "frozen=1", "freeze:alpha").uptodate
     assert pinned.read("alpha/env-frozen/main/requirements.txt") == COMMITTED_MAIN
     forced = pinned.run("--always-execute", "deployment=alpha", "frozen=1", "freeze:alpha")
     assert_ok(forced)

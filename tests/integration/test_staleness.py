@@ -32,8 +32,8 @@ def test_custom_dockerfile_edit_rebuilds_only_its_mission(built: Project) -> Non
     built.append("alpha/Dockerfile.custom", "RUN echo alpha-v2 > /v2\n")
     result = built.run()
     assert_image_stages(result, {"build:alpha"})
-    # the stages that look into the image (test, freeze, manifest) follow it; beta's stay current
-    assert result.ran == {"dockerfile:alpha", "build:alpha", "test:alpha", "freeze:alpha", "manifest:alpha"}, result
+    # the stages that look into the image (test, drift, manifest) follow it; beta's stay current
+    assert result.ran == {"dockerfile:alpha", "build:alpha", "test:alpha", "drift:alpha", "manifest:alpha"}, result
 
 
 def test_environment_file_copied_by_trailer_rebuilds_only_its_mission(built: Project) -> None:
