@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import runlog, runreport
-from pipeline.keys import copy_sources, parse, used_files
+from pipeline.buildctx.collect import Collector
+from pipeline.dockerfile.analysis import BaseImage, analyse
+from pipeline.hashing import FileHasher
 from pipeline.plan import FROZEN_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,8 +84,13 @@ def test_step_summary_is_appended_only_when_set(tmp_path: Path, monkeypatch: pyt
 def test_bundled_trailer_keys_the_pins_only_in_frozen_mode(frozen: bool, pins_in_key: bool) -> None:
     demo = REPO / "deployments" / "demo"
     text = (demo / "Dockerfile.custom").read_text() + (REPO / "deployments" / "common" / "Dockerfile.trailer").read_text()
-    args = {"BASE_IMAGE": "x", "USE_FROZEN": "1" if frozen else "0", "FROZEN_SPECS": FROZEN_SPECS[frozen]}
-    files = used_files(demo, copy_sources(parse(text, args)).local)
+    parent = "sha256:" + "0" * 64
+    args = {"BASE_IMAGE": parent, "USE_FROZEN": "1" if frozen else "0", "FROZEN_SPECS": FROZEN_SPECS[frozen]}
+    model = analyse(text, buildargs=args, images=lambda ref, line: BaseImage(parent), buildkit=False)
+    collector = Collector(demo, FileHasher(None), allow_empty_globs=False)
+    for source in model.sources:
+        collector.add(source)
+    files = sorted(collector.entries)
     assert any(f.startswith("environments/") for f in files)
     assert any(f.startswith("env-frozen/") for f in files) is pins_in_key, files
 
