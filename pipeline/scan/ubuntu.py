@@ -7,6 +7,7 @@ problem one warning that names the host and port and what to check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -88,7 +89,9 @@ class UbuntuCves:
 
     def _record(self, cve: str) -> tuple[dict[str, Any] | None, str]:
         """(Ubuntu's record of ``cve``, "") or (None, what went wrong in plain words)."""
-        cache = self.cache_dir / f"{cve}.json"
+        # One cache per base URL: answers from another source (a mirror, a fixed URL) are not reused.
+        source = hashlib.sha256(self.settings.base_url.rstrip("/").encode()).hexdigest()[:12]
+        cache = self.cache_dir / source / f"{cve}.json"
         try:
             if time.time() - cache.stat().st_mtime < self.settings.cache_ttl:
                 return json.loads(cache.read_text()), ""
