@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from pipeline import config
-from pipeline.hashing import FileHasher
 from pipeline.errors import ScanIncomplete
+from pipeline.hashing import FileHasher
 from pipeline.settings import Settings
 from pipeline.stages import sscan
 
