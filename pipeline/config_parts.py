@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipeline.scan.policy import load_ignores
 from pipeline.section import Section
 from pipeline.settings import Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 
@@ -97,7 +98,8 @@ SCAN_BACKENDS = ("auto", "ecr", "osv")
 
 def parse_scan(sec: Section, base: Path) -> Scan:
     """``scan:`` in pipeline.yaml: backend, OSV database, policy, ignore file, Ubuntu CVE status."""
-    sec.reject_unknown(["backend", "osv", "min_severity", "fail_on", "ignore", "timeout", "poll", "max_age", "ubuntu"])
+    sec.reject_unknown(["backend", "osv", "min_severity", "fail_on", "ignore", "timeout", "poll", "max_age", "ubuntu",
+                        "require_inventory", "ecr"])
     osv = sec.str("osv")
     if osv and not osv.startswith(("http://", "https://")):
         path = Path(osv) if Path(osv).is_absolute() else (base / osv).resolve()
@@ -111,12 +113,17 @@ def parse_scan(sec: Section, base: Path) -> Scan:
         raise sec.error(f"key 'scan.fail_on' must be a list of: {', '.join(SEVERITY_NAMES)}", "fail_on")
     ubuntu = sec.section("ubuntu")
     ubuntu.reject_unknown(["release", "base_url", "cache_ttl", "parallel", "timeout"])
+    ecr = sec.section("ecr")
+    ecr.reject_unknown(["allow_tag_fallback"])
+    ignore = sec.file("ignore", base, required=False)
+    if ignore is not None:
+        load_ignores(ignore)  # a bad entry is a configuration error, found before any task runs (exit 3)
     return Scan(
         backend=sec.choice("backend", SCAN_BACKENDS, "auto"),
         osv=osv,
         min_severity=sec.choice("min_severity", SEVERITY_NAMES, "MEDIUM"),
         fail_on=tuple(str(f).upper() for f in fail_on),
-        ignore=sec.file("ignore", base, required=False),
+        ignore=ignore,
         timeout=float(sec.number("timeout", 1800.0)),
         poll=float(sec.number("poll", 5.0)),
         max_age=float(sec.number("max_age", 86400.0)),
@@ -127,6 +134,8 @@ def parse_scan(sec: Section, base: Path) -> Scan:
             parallel=int(ubuntu.number("parallel", 8, integer=True, minimum=1)),
             timeout=float(ubuntu.number("timeout", 10.0)),
         ) if ubuntu.data else None,
+        require_inventory=sec.bool("require_inventory", True),
+        allow_tag_fallback=ecr.bool("allow_tag_fallback", False),
     )
 
 

@@ -104,6 +104,8 @@ class Scan:
     poll: float = 5.0
     max_age: float = 86400.0  # a result older than this is stale: new CVEs appear against old images
     ubuntu: UbuntuCve | None = None
+    require_inventory: bool = True  # osv: an image with no package inventoried could not be scanned (exit 2)
+    allow_tag_fallback: bool = False  # scan.ecr.allow_tag_fallback: read findings by tag, only for the same digest
 
     def backend_for(self, registry: Registry) -> str:
         """``auto`` means ECR's own scanning for ECR registries, else the offline OSV database."""

@@ -559,14 +559,16 @@ def use_ecr_registry(project: Project, endpoint_url: str, host: str, deployment:
 def use_offline_scan(project: Project) -> None:
     """promote waits for scan:NAME; give the scan a local OSV database whose one advisory
     matches nothing (no findings, no network, no ECR scan), so the registry tests see
-    only registry behaviour."""
+    only registry behaviour. The busybox fixture images have no packages to inventory,
+    which scan.require_inventory would (rightly) call a scan that could not be done."""
     import json
 
     advisory = {"id": "PT-0000-0000", "modified": "2026-01-01T00:00:00Z", "summary": "matches nothing",
                 "affected": [{"package": {"ecosystem": "PyPI", "name": "pipeline-tests-no-such-package"},
                               "versions": ["0.0.0"]}]}
     project.write("osv/PT-0000-0000.json", json.dumps(advisory))
-    project.update_yaml("pipeline.yaml", lambda c: c.update(scan={"backend": "osv", "osv": "osv"}))
+    project.update_yaml("pipeline.yaml", lambda c: c.update(scan={"backend": "osv", "osv": "osv",
+                                                                  "require_inventory": False}))
 
 
 def registry_record(project: Project, deployment: str) -> dict[str, Any]:

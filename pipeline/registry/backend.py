@@ -75,6 +75,16 @@ class Backend:
             raise RegistryError(f"registry {self.host} has no {repo}:{source}; push it first (`doit push:…`)")
         return self.http.put_manifest(repo, target, manifest)
 
+    def sharing(self, repo: str, reference: str) -> tuple[str | None, list[str]]:
+        """(the digest at a tag or digest, every tag that names that digest); (None, []) when absent.
+
+        A generic registry deletes by digest, so these are the tags a delete of ``reference`` removes.
+        """
+        digest = self.http.manifest_digest(repo, reference)
+        if digest is None:
+            return None, []
+        return digest, sorted(t for t in self.http.tags(repo) if self.http.manifest_digest(repo, t) == digest)
+
     def delete(self, repo: str, references: list[str]) -> list[str]:
         """Delete tags and digests; returns what was deleted, as text.
 

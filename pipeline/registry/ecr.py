@@ -81,7 +81,7 @@ class Ecr:
     def image(self, repo: str, reference: str) -> dict[str, Any] | None:
         """batch_get_image for a tag or digest: {imageManifest, imageManifestMediaType, imageId}; None when absent."""
         image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
-        answer = _call(self.registry, f"get image {repo}:{reference}", lambda: self.client.batch_get_image(
+        answer = _call(self.registry, f"get image {image_name(repo, reference)}", lambda: self.client.batch_get_image(
             registryId=self.registry.account, repositoryName=repo, imageIds=[image_id],
             acceptedMediaTypes=[
                 "application/vnd.docker.distribution.manifest.v2+json",
@@ -128,7 +128,20 @@ class Ecr:
         ids = [{"imageDigest": r} if r.startswith("sha256:") else {"imageTag": r} for r in references]
         answer = _call(self.registry, f"delete from {repo}", lambda: self.client.batch_delete_image(
             registryId=self.registry.account, repositoryName=repo, imageIds=ids))
-        return [f"{f.get('imageId')}: {f.get('failureReason') or f.get('failureCode')}" for f in answer.get("failures") or []]
+        return [f"{_named(repo, f.get('imageId') or {})}: {f.get('failureReason') or f.get('failureCode')}"
+                for f in answer.get("failures") or []]
+
+
+def image_name(repo: str, reference: str) -> str:
+    """``repo@sha256:…`` for a digest, ``repo:tag`` for a tag."""
+    return f"{repo}@{reference}" if reference.startswith("sha256:") else f"{repo}:{reference}"
+
+
+def _named(repo: str, image_id: dict[str, str]) -> str:
+    """An ECR imageId ({imageDigest, imageTag}) as ``repo@sha256:…`` or ``repo:tag``, never as a dict."""
+    if image_id.get("imageDigest"):
+        return image_name(repo, image_id["imageDigest"])
+    return image_name(repo, image_id.get("imageTag") or "?")
 
 
 def _call(registry: Registry, what: str, fn: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ScanIncomplete
@@ -17,18 +18,30 @@ DONE = {"COMPLETE", "ACTIVE"}
 FAILED = {"FAILED", "UNSUPPORTED_IMAGE", "SCAN_ELIGIBILITY_EXPIRED", "FINDINGS_UNAVAILABLE"}
 
 
+@dataclass(frozen=True)
+class EcrScan:
+    findings: list[Finding]
+    digest: str  # the digest the findings are for, as ECR answered
+    via: str  # how they were asked for: "digest", or "tag TAG" (scan.ecr.allow_tag_fallback)
+
+
 def ecr_findings(
     ecr: Ecr, repo: str, digest: str, *, fallback_tag: str | None, timeout: float, poll: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[Finding]:
-    """Every finding of the image ``digest`` (or, when ECR no longer knows it, of ``fallback_tag``).
+    sleep: Callable[[float], None] = time.sleep, deployment: str = "NAME",
+) -> EcrScan:
+    """Every finding of the image ``digest`` in ECR repository ``repo``: the findings of that digest, or none.
+
+    With ``fallback_tag`` (scan.ecr.allow_tag_fallback), an image ECR no longer knows by digest is
+    asked for by that tag, but only when the tag names the very same digest.
 
     Raises:
-        ScanIncomplete: the scan failed, timed out, or ECR could not be asked.
+        ScanIncomplete: ECR does not hold the digest, the scan failed or timed out, ECR answered
+            for another image, or ECR could not be asked.
     """
     import botocore.exceptions  # lazily: boto3 is slow to import
 
     image_id: dict[str, str] = {"imageDigest": digest}
+    name = f"{repo}@{digest}"
     deadline = time.monotonic() + timeout
     started = False
     while True:
@@ -39,39 +52,71 @@ def ecr_findings(
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ScanNotFoundException" and not started:
-                _start(ecr, repo, image_id)
+                _start(ecr, repo, image_id, name, deployment)
                 started = True
                 continue
-            if code == "ImageNotFoundException" and fallback_tag and "imageTag" not in image_id:
-                log.info("scan: ECR has no %s@%s any more; using tag %s as the old tool did", repo, digest[:19], fallback_tag)
-                image_id = {"imageTag": fallback_tag}
+            if code == "ImageNotFoundException" and "imageTag" not in image_id:
+                image_id = _by_tag(ecr, repo, digest, fallback_tag, deployment)
                 continue
-            raise ScanIncomplete(f"ECR scan of {repo}@{image_id}: {code}: {exc.response.get('Error', {}).get('Message', '')}") from None
+            if code == "RepositoryNotFoundException":
+                raise ScanIncomplete(f"ECR has no repository {repo} (account {ecr.registry.account}, "
+                                     f"{ecr.registry.region}); create it and push the image (`doit push:…`)") from None
+            raise ScanIncomplete(f"ECR scan of {name}: {code}: {exc.response.get('Error', {}).get('Message', '')}") from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise ScanIncomplete(f"ECR scan of {repo}: cannot reach ECR: {exc}") from None
+            raise ScanIncomplete(f"ECR scan of {name}: cannot reach ECR: {exc}") from None
         status = (first.get("imageScanStatus") or {}).get("status", "")
         if status in DONE:
-            return list(_all_findings(ecr, repo, image_id, first))
+            answered = (first.get("imageId") or {}).get("imageDigest") or ("" if "imageTag" in image_id else digest)
+            if answered != digest:
+                raise ScanIncomplete(f"ECR answered scan findings for {repo}@{answered or 'an unnamed digest'}, "
+                                     f"not for the gated {name}; they do not count. Scan again later")
+            via = f"tag {image_id['imageTag']}" if "imageTag" in image_id else "digest"
+            return EcrScan(list(_all_findings(ecr, repo, image_id, first)), answered, via)
         if status in FAILED:
             detail = (first.get("imageScanStatus") or {}).get("description", "")
-            raise ScanIncomplete(f"ECR scan of {repo}@{digest[:19]} ended {status}: {detail}".rstrip(": "))
+            raise ScanIncomplete(f"ECR scan of {name} ended {status}: {detail}".rstrip(": "))
         if time.monotonic() >= deadline:
-            raise ScanIncomplete(f"ECR scan of {repo}@{digest[:19]} still {status or 'pending'} after {timeout:g} s; "
+            raise ScanIncomplete(f"ECR scan of {name} still {status or 'pending'} after {timeout:g} s; "
                                  "raise scan.timeout or try again later")
-        log.info("scan: ECR scan of %s is %s; waiting %.0f s", repo, status or "pending", poll)
+        log.info("scan: ECR scan of %s is %s; waiting %.0f s", name, status or "pending", poll)
         sleep(poll)
 
 
-def _start(ecr: Ecr, repo: str, image_id: dict[str, str]) -> None:
+def _missing(repo: str, digest: str, deployment: str) -> str:
+    return (f"ECR repository {repo} has no image {repo}@{digest}, the pushed digest the gate is for; "
+            f"push it again (`doit push:{deployment}`) and check the repository's lifecycle rules")
+
+
+def _by_tag(ecr: Ecr, repo: str, digest: str, tag: str | None, deployment: str) -> dict[str, str]:
+    """The imageId to ask for by tag, when allowed and the tag names ``digest`` itself.
+
+    Raises:
+        ScanIncomplete: no fallback allowed, or the tag is absent or names another image.
+    """
+    if not tag:
+        raise ScanIncomplete(_missing(repo, digest, deployment))
+    image = ecr.image(repo, tag)
+    there = (image or {}).get("imageId", {}).get("imageDigest")
+    if there != digest:
+        held = f"{repo}:{tag} is {repo}@{there}, another image" if there else f"nor a tag {repo}:{tag}"
+        raise ScanIncomplete(f"{_missing(repo, digest, deployment)} ({held}; scan.ecr.allow_tag_fallback only reads "
+                             "findings of a tag that names the same digest)")
+    log.info("scan: ECR knows %s@%s only by its tag %s (scan.ecr.allow_tag_fallback); same digest", repo, digest, tag)
+    return {"imageTag": tag}
+
+
+def _start(ecr: Ecr, repo: str, image_id: dict[str, str], name: str, deployment: str) -> None:
     import botocore.exceptions  # lazily: boto3 is slow to import
 
     try:
         ecr.client.start_image_scan(registryId=ecr.registry.account, repositoryName=repo, imageId=image_id)
-        log.info("scan: started an ECR scan of %s", repo)
+        log.info("scan: started an ECR scan of %s", name)
     except botocore.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ImageNotFoundException" and "imageDigest" in image_id:
+            raise ScanIncomplete(_missing(repo, image_id["imageDigest"], deployment)) from None
         if code != "LimitExceededException":  # scanned already today: wait for that one
-            raise ScanIncomplete(f"ECR cannot start a scan of {repo}: {code}: {exc.response['Error'].get('Message', '')}") from None
+            raise ScanIncomplete(f"ECR cannot start a scan of {name}: {code}: {exc.response['Error'].get('Message', '')}") from None
 
 
 def _all_findings(ecr: Ecr, repo: str, image_id: dict[str, str], page: dict[str, Any]) -> Iterator[Finding]:

@@ -24,6 +24,11 @@ def at_least(severity: str, minimum: str) -> bool:
     return rank(severity) <= rank(minimum)
 
 
+def order(finding: Finding) -> tuple[int, str, str]:
+    """The one order of findings everywhere (console, gate message, report): severity, then id, then package."""
+    return (rank(finding.severity), finding.id, finding.package)
+
+
 @dataclass(frozen=True)
 class Finding:
     id: str  # CVE-… when the advisory has one, else the advisory's own id
@@ -36,6 +41,12 @@ class Finding:
     status: str = ""  # Ubuntu's status for the configured release, e.g. "noble: needed"
     ignored: str = ""  # the ignore entry's reason when ignored
     notes: tuple[str, ...] = field(default_factory=tuple)
+    binaries: tuple[str, ...] = ()  # Debian/Ubuntu: the installed binary packages ("libc6 2.36-9") of ``package``, a source
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """Every package name the finding is about: the package itself and its binaries' names."""
+        return (self.package, *(b.split(" ", 1)[0] for b in self.binaries))
 
     @property
     def cves(self) -> tuple[str, ...]:
@@ -56,6 +67,8 @@ class Finding:
         }
         if self.aliases:
             out["aliases"] = list(self.aliases)
+        if self.binaries:
+            out["binaries"] = list(self.binaries)
         if self.ignored:
             out["ignored"] = self.ignored
         return out

@@ -21,18 +21,48 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
 from pipeline.errors import ConfigError
-from pipeline.scan.model import Finding, normalise_severity
+from pipeline.scan.model import Finding, normalise_severity, order
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Package:
-    ecosystem: str  # "Debian" or "PyPI"
+    ecosystem: str  # "Debian:12", "Ubuntu:24.04" or "PyPI"
     name: str
     version: str
-    source: str = ""  # Debian source package, when it differs
+    source: str = ""  # dpkg: the source package, when its name differs from the binary's
     where: str = ""  # e.g. the Python environment's prefix
+    source_version: str = ""  # dpkg: the source's version, when it differs (a binNMU: "2.36-9+b1" from "2.36-9")
+
+
+DPKG_ECOSYSTEMS = ("Debian", "Ubuntu")  # whose OSV advisories name source packages, with source versions
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What advisories are looked up for: a package, or (dpkg) a source package with its installed binaries."""
+
+    ecosystem: str
+    name: str
+    version: str
+    where: str = ""
+    binaries: tuple[str, ...] = ()
+
+
+def _targets(packages: Iterable[Package]) -> list[_Target]:
+    """dpkg binaries grouped by source package (name and version); every other package as itself."""
+    sources: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    out: list[_Target] = []
+    for pkg in packages:
+        if pkg.ecosystem.split(":", 1)[0] in DPKG_ECOSYSTEMS:
+            key = (pkg.ecosystem, pkg.source or pkg.name, pkg.source_version or pkg.version)
+            sources[key].append(f"{pkg.name} {pkg.version}")
+        else:
+            out.append(_Target(pkg.ecosystem, pkg.name, pkg.version, pkg.where))
+    for (ecosystem, name, version), binaries in sources.items():
+        out.append(_Target(ecosystem, name, version, binaries=tuple(sorted(binaries))))
+    return out
 
 
 def _key(ecosystem: str, name: str) -> tuple[str, str]:
@@ -78,19 +108,22 @@ class OsvDatabase:
         return db
 
     def match(self, packages: Iterable[Package]) -> list[Finding]:
+        """Findings for the packages, in the usual order (severity, id, package).
+
+        Debian and Ubuntu advisories name source packages and source versions, so dpkg
+        binaries are matched through their source; each finding lists the binaries installed.
+        """
         findings: dict[tuple[str, str, str], Finding] = {}
-        for pkg in packages:
-            names = {pkg.name, pkg.source} - {""}
-            for name in names:
-                for adv, affected in self.index.get(_key(pkg.ecosystem, name), []):
-                    if not _ecosystem_applies(affected["package"]["ecosystem"], pkg.ecosystem):
-                        continue
-                    fixed = affects(affected, pkg.version, pkg.ecosystem)
-                    if fixed is None:
-                        continue
-                    finding = _finding(adv, affected, pkg, fixed)
-                    findings.setdefault((finding.id, pkg.name, pkg.where), finding)
-        return sorted(findings.values(), key=lambda f: (f.id, f.package))
+        for target in _targets(packages):
+            for adv, affected in self.index.get(_key(target.ecosystem, target.name), []):
+                if not _ecosystem_applies(affected["package"]["ecosystem"], target.ecosystem):
+                    continue
+                fixed = affects(affected, target.version, target.ecosystem)
+                if fixed is None:
+                    continue
+                finding = _finding(adv, affected, target, fixed)
+                findings.setdefault((finding.id, target.name, target.where), finding)
+        return sorted(findings.values(), key=order)
 
 
 def _read_all(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
@@ -181,7 +214,7 @@ def _first_fixed(affected: dict[str, Any], version: str, ecosystem: str) -> str:
     return later[0][1] if later else ""
 
 
-def _finding(adv: dict[str, Any], affected: dict[str, Any], pkg: Package, fixed: str) -> Finding:
+def _finding(adv: dict[str, Any], affected: dict[str, Any], pkg: _Target, fixed: str) -> Finding:
     aliases = tuple(a for a in adv.get("aliases") or [] if isinstance(a, str))
     cves = [a for a in (adv["id"], *aliases) if a.upper().startswith("CVE-")]
     primary = cves[0] if cves else adv["id"]
@@ -195,6 +228,7 @@ def _finding(adv: dict[str, Any], affected: dict[str, Any], pkg: Package, fixed:
         source="osv",
         aliases=others,
         notes=(pkg.where,) if pkg.where else (),
+        binaries=pkg.binaries,
     )
 
 

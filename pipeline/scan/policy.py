@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.scan.model import Finding, at_least
+from pipeline.scan.model import Finding, at_least, order
 from pipeline.section import Section
 from pipeline.yamlfile import display, load_yaml
 
@@ -25,7 +25,7 @@ class IgnoreEntry:
 
     def matches(self, finding: Finding) -> bool:
         ids = {finding.id.upper(), *(a.upper() for a in finding.aliases)}
-        return self.id.upper() in ids and (self.package is None or self.package == finding.package)
+        return self.id.upper() in ids and (self.package is None or self.package in finding.packages)
 
 
 def load_ignores(path: Path | None) -> list[IgnoreEntry]:
@@ -71,17 +71,25 @@ class Verdict:
         return not self.failing
 
 
+def relevant(finding: Finding, min_severity: str, fail_on: Iterable[str]) -> bool:
+    """Whether the policy keeps a finding: at least ``min_severity``, or in a failing severity."""
+    return at_least(finding.severity, min_severity) or finding.severity in {s.upper() for s in fail_on}
+
+
 def judge(
     findings: Iterable[Finding], *, min_severity: str, fail_on: Iterable[str], ignores: list[IgnoreEntry],
     today: dt.date | None = None,
 ) -> Verdict:
-    """Apply the policy: drop findings below ``min_severity``, mark ignored ones, decide the gate."""
+    """Apply the policy: drop findings below ``min_severity``, mark ignored ones, decide the gate.
+
+    ``kept`` and ``failing`` are in the one order of findings (severity, id, package).
+    """
     today = today or dt.date.today()
     fail_on = {s.upper() for s in fail_on}
     kept, failing, used = [], [], set()
     expired = [e for e in ignores if e.expired(today)]
-    for finding in findings:
-        if not at_least(finding.severity, min_severity) and finding.severity not in fail_on:
+    for finding in sorted(findings, key=order):
+        if not relevant(finding, min_severity, fail_on):
             continue
         for entry in ignores:
             if entry.matches(finding):

@@ -6,14 +6,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.scan.model import SEVERITIES, Finding, rank
+from pipeline.scan.model import SEVERITIES, Finding, order
 from pipeline.scan.policy import IgnoreEntry, Verdict
 
 
 def ordered(verdict: Verdict) -> list[Finding]:
-    """Failing findings first, then by severity, id and package."""
+    """Failing findings first, then the rest; each part by severity, id and package (as the gate message)."""
     failing = set(verdict.failing)
-    return sorted(verdict.kept, key=lambda f: (f not in failing, rank(f.severity), f.id, f.package))
+    return sorted(verdict.kept, key=lambda f: (f not in failing, *order(f)))
 
 
 def counts(findings: Sequence[Finding]) -> dict[str, int]:
@@ -51,9 +51,10 @@ def summary(title: str, verdict: Verdict, fail_on: Sequence[str], limit: int = 2
     for f in findings[:limit]:
         mark = "FAIL" if f in failing else "ign " if f.ignored else "    "
         fix = f" -> {f.fixed}" if f.fixed else ""
+        binaries = f" (binaries: {', '.join(b.split(' ', 1)[0] for b in f.binaries)})" if f.binaries else ""
         extra = f"  [{f.status}]" if f.status else ""
         why = f"  (ignored: {f.ignored})" if f.ignored else ""
-        lines.append(f"  {mark} {f.severity:<8} {f.id:<20} {f.package} {f.installed}{fix}{extra}{why}")
+        lines.append(f"  {mark} {f.severity:<8} {f.id:<20} {f.package} {f.installed}{fix}{binaries}{extra}{why}")
     if len(findings) > limit:
         lines.append(f"  … {len(findings) - limit} more in the report")
     for e in verdict.expired:
@@ -65,3 +66,10 @@ def summary(title: str, verdict: Verdict, fail_on: Sequence[str], limit: int = 2
     else:
         lines.append(f"gate: FAILED ({len(verdict.failing)} unignored findings at {'/'.join(fail_on)})")
     return "\n".join(lines)
+
+
+def gate_failure(verdict: Verdict, fail_on: Sequence[str]) -> str:
+    """The gate's one-line verdict; its "first" is the first FAIL line of :func:`summary`."""
+    first = verdict.failing[0]
+    return (f"gate failed: {len(verdict.failing)} unignored findings at {'/'.join(fail_on)} "
+            f"(first: {first.severity} {first.id} in {first.package})")

@@ -2,7 +2,8 @@
 
 The image (ID, tag, size, creation time), its input key and the parts it was
 computed from, the chain it was built on, the OS release, the dpkg packages
-and every Python environment's packages.  Files are copied out of the image;
+(with each binary's source package and version where they differ, as Debian's
+advisories name sources) and every Python environment's packages.  Files are copied out of the image;
 the Python environments are found by one container that lists the
 ``*.dist-info`` directories (a POSIX sh script, busybox is enough).  An image
 without dpkg or without Python gets ``null`` there and a ``notes`` entry.
@@ -47,6 +48,7 @@ LIST_SCRIPT = (
     f" 2>/dev/null | sed 's/^/{_MARK}/'\n"
     f"echo '{_DONE}'\n"
 )
+_SOURCE = re.compile(r"^(?P<name>[^\s(]+)(?:\s*\((?P<version>[^)\s]+)\))?\s*$")
 _SITE = re.compile(r"^(?P<prefix>/.*?)/lib/python\d+(?:\.\d+)?/(?:site|dist)-packages/(?P<dist>[^/]+)\.dist-info/?$")
 
 
@@ -81,6 +83,8 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
         return Freshness(False, f"image {short(image.id)} changed since {display(path)} was written")
     if recorded.get("tag") != ref or data.get("frozen") != settings.frozen:
         return Freshness(False, f"{display(path)} was written for another tag or frozen mode")
+    if data.get("dpkg") and "dpkg_sources" not in data:
+        return Freshness(False, f"{display(path)} was written without the dpkg source packages (an older pipeline)")
     return Freshness(True, f"{display(path)} describes image {short(image.id)}")
 
 
@@ -103,7 +107,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
                      f"{spec.task.replace(':', '-')}.json")
     with tempfile.TemporaryDirectory(prefix="pipeline-manifest-") as tmp:
         os_release = _os_release(engine, spec.ref, Path(tmp), notes)
-        dpkg = _dpkg(engine, spec.ref, Path(tmp), notes)
+        dpkg, dpkg_sources = _dpkg(engine, spec.ref, Path(tmp), notes)
     python = _python(settings, spec.ref, notes)
     created = image.attrs.get("Created")
     document: dict[str, Any] = {
@@ -115,6 +119,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
         "parents": _parents(settings, engine, notes),
         "os_release": os_release,
         "dpkg": dpkg,
+        "dpkg_sources": dpkg_sources,
         "python": python,
         "notes": notes,
     }
@@ -177,12 +182,15 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def _dpkg(engine: Engine, ref: str, tmp: Path, notes: list[str]) -> dict[str, str] | None:
+def _dpkg(
+    engine: Engine, ref: str, tmp: Path, notes: list[str]
+) -> tuple[dict[str, str] | None, dict[str, dict[str, str]] | None]:
+    """(binary -> version, binary -> its source where it differs), or (None, None) without a dpkg database."""
     text = _copy_text(engine, ref, DPKG_STATUS, tmp)
     if text is None:
         notes.append(f"dpkg: no {DPKG_STATUS} in the image (not a dpkg-based system)")
-        return None
-    return parse_dpkg_status(text)
+        return None, None
+    return parse_dpkg_status(text), parse_dpkg_sources(text)
 
 
 def parse_dpkg_status(text: str) -> dict[str, str]:
@@ -192,6 +200,26 @@ def parse_dpkg_status(text: str) -> dict[str, str]:
         status = paragraph.get("Status", "").split()
         if len(status) == 3 and status[1] == "ok" and status[2] == "installed" and "Package" in paragraph:
             out[paragraph["Package"]] = paragraph.get("Version", "")
+    return dict(sorted(out.items()))
+
+
+def parse_dpkg_sources(text: str) -> dict[str, dict[str, str]]:
+    """Binary -> {source, version} for each installed package whose source name or version differs.
+
+    dpkg writes ``Source: NAME`` when the source's name differs from the binary's, and
+    ``Source: NAME (VERSION)`` when its version differs too (a binNMU); no field means both are equal.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for paragraph in _paragraphs(text):
+        status = paragraph.get("Status", "").split()
+        if not (len(status) == 3 and status[1] == "ok" and status[2] == "installed" and "Package" in paragraph):
+            continue
+        match = _SOURCE.match(paragraph.get("Source", ""))
+        if not match:
+            continue
+        name, version = match["name"], match["version"] or paragraph.get("Version", "")
+        if name != paragraph["Package"] or version != paragraph.get("Version", ""):
+            out[paragraph["Package"]] = {"source": name, "version": version}
     return dict(sorted(out.items()))
 
 

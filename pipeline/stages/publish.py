@@ -161,32 +161,75 @@ def promote(settings: Settings, dep: Deployment, source: str | None = None, targ
 
 # -- pull and delete --------------------------------------------------------------------------------
 
-def pull(settings: Settings, engine: Engine, dep: Deployment, reference: str | None = None) -> RegistryResult:
+def pull(settings: Settings, engine: Engine, dep: Deployment, reference: str | None = None, *,
+         tag: bool = False) -> RegistryResult:
     """Pull the deployment's image by tag (default: the build tag) or by ``sha256:`` digest.
+
+    A pull by digest leaves the mission tag where it was, unless ``tag`` (``--tag``) moves it to the
+    pulled image; a pull of the build tag restores the mission tag itself.
 
     Raises:
         ImageNotFound: the registry does not have it or refused.
     """
     reference = reference or dep.tag("build", settings.environment)
     ref = f"{dep.repository}@{reference}" if reference.startswith("sha256:") else f"{dep.repository}:{reference}"
+    mission = dep.image_ref(settings.environment)
     creds = backend_for(dep.registry).credentials
     image = with_retries(
         lambda: engine.pull(ref, creds.auth_config() if creds else None), what=f"pull {ref}",
         attempts=dep.registry.retries + 1, backoff=dep.registry.backoff,
     )
     log.info("pull:%s: %s is %s locally", dep.name, ref, short(image.id))
+    if ref != mission:
+        if tag:
+            engine.tag(image.id, mission)
+            log.info("pull:%s: tagged it as the mission image %s (--tag)", dep.name, mission)
+        else:
+            current = engine.image(mission)
+            where = f"still {short(current.id)}" if current else "absent"
+            if current is None or current.id != image.id:
+                log.info("pull:%s: the mission tag %s was not changed (%s); add --tag to point it at this image",
+                         dep.name, mission, where)
     return RegistryResult(dep.name, ref, image.id, True)
 
 
-def delete(settings: Settings, dep: Deployment, references: list[str]) -> list[str]:
+def delete(settings: Settings, dep: Deployment, references: list[str], *, all_tags: bool = False) -> list[str]:
     """Delete tags and/or digests of the deployment's repository in its registry.
 
+    A generic registry deletes by digest, which removes every tag on it: a tag that shares its
+    digest with other tags is refused (naming them) unless ``all_tags`` (``--all-tags``).
+
     Raises:
-        RegistryError: nothing given, a reference is unknown, or the registry refuses deletes.
+        RegistryError: nothing given, a reference is unknown, other tags would go too, or the registry refuses.
     """
     if not references:
         raise RegistryError(f"delete:{dep.name}: give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
-    done = backend_for(dep.registry).delete(dep.repo, references)
+    backend = backend_for(dep.registry)
+    if backend.ecr is None:
+        for ref in references:
+            digest, tags = backend.sharing(dep.repo, ref)
+            if digest is None:
+                raise RegistryError(f"registry {dep.registry.host} has no {image_name(dep.repository, ref)}; "
+                                    "nothing was deleted")
+            others = [t for t in tags if t != ref and t not in references]
+            if not others:
+                continue
+            listed = ", ".join(f"{dep.repository}:{t}" for t in others)
+            if ref.startswith("sha256:"):
+                log.info("delete:%s: %s@%s also removes the tags %s", dep.name, dep.repository, digest, listed)
+            elif not all_tags:
+                raise RegistryError(
+                    f"{dep.repository}:{ref} is {short(digest)}, which is also tagged {listed}; a registry deletes "
+                    f"by digest, so those would go too. Nothing was deleted: give --all-tags to delete them all "
+                    f"(doit delete:{dep.name} --all-tags -- {ref})")
+            else:
+                log.info("delete:%s: --all-tags: deleting %s:%s removes %s too", dep.name, dep.repository, ref, listed)
+    done = backend.delete(dep.repo, references)
     for item in done:
         log.info("delete:%s: deleted %s", dep.name, item)
     return done
+
+
+def image_name(repository: str, reference: str) -> str:
+    """``repository@sha256:…`` for a digest, ``repository:tag`` for a tag."""
+    return f"{repository}@{reference}" if reference.startswith("sha256:") else f"{repository}:{reference}"

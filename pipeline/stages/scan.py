@@ -24,13 +24,14 @@ from pipeline.registry.backend import backend_for
 from pipeline.scan.ecr_scan import ecr_findings
 from pipeline.scan.model import Finding
 from pipeline.scan.osv import OsvDatabase, Package
-from pipeline.scan.policy import judge, load_ignores
-from pipeline.scan.report import document, summary
+from pipeline.scan.policy import judge, load_ignores, relevant
+from pipeline.scan.report import document, gate_failure, summary
 from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.manifest import manifest_path
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
+from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,21 @@ class ScanResult:
         return {"target": self.target, "backend": self.backend, "passed": self.passed, "counts": self.counts}
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What a backend found, and for which image: ``digest`` must be the gated one for the gate to pass."""
+
+    findings: list[Finding]
+    digest: str
+    image: str  # repo@sha256:… (ECR) or the local image's tag (OSV)
+    inventory: dict[str, int] | None = None  # OSV: how many packages were matched
+
+
+# Bumped whenever a change to the pipeline changes what a scan of the same image finds (a new
+# matcher, a new manifest field): reports of an older logic are then stale.
+LOGIC = 2
+
+
 def backend_of(settings: Settings, dep: Deployment) -> str:
     return settings.scan.backend_for(dep.registry)
 
@@ -60,17 +76,57 @@ def report_path(settings: Settings, name: str) -> Path:
     return settings.build_dir / "reports" / f"{name}-scan.yaml"
 
 
-def policy_key(settings: Settings) -> str:
-    """What the verdict depends on besides the image: the policy and the ignore file's content."""
+def scan_inputs(settings: Settings, dep: Deployment) -> dict[str, Any]:
+    """Everything besides the image that the result depends on, by the setting's name (for `doit info`)."""
     scan = settings.scan
-    ignore = scan.ignore.read_bytes() if scan.ignore and scan.ignore.is_file() else b""
-    text = json.dumps([scan.backend, scan.osv, scan.min_severity, list(scan.fail_on), scan.ubuntu and scan.ubuntu.release,
-                       hashlib.sha256(ignore).hexdigest()])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    backend = backend_of(settings, dep)
+    ignore = scan.ignore.read_bytes() if scan.ignore and scan.ignore.is_file() else None
+    parts: dict[str, Any] = {
+        "scan logic": LOGIC,
+        "scan.backend": backend,
+        "scan.min_severity": scan.min_severity,
+        "scan.fail_on": list(scan.fail_on),
+        "scan.ignore": hashlib.sha256(ignore).hexdigest()[:16] if ignore is not None else None,
+        "scan.ubuntu.release": scan.ubuntu.release if scan.ubuntu else None,
+        "scan.ubuntu.base_url": scan.ubuntu.base_url.rstrip("/") if scan.ubuntu else None,
+    }
+    if backend == "ecr":
+        parts["repository"] = dep.repository
+        parts["scan.ecr.allow_tag_fallback"] = scan.allow_tag_fallback
+    else:
+        parts["scan.osv"] = scan.osv
+        parts["the OSV database"] = _osv_fingerprint(scan.osv)
+        parts["scan.require_inventory"] = scan.require_inventory
+        parts["the inventory in the manifest"] = _inventory_fingerprint(settings, dep.name)
+    return parts
+
+
+def _osv_fingerprint(source: str | None) -> str | None:
+    """Names, sizes and mtimes of a local OSV directory's files (a URL is refreshed after scan.max_age)."""
+    if not source or source.startswith(("http://", "https://")):
+        return None
+    root = Path(source)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.json")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _inventory_fingerprint(settings: Settings, name: str) -> str | None:
+    try:
+        manifest = yaml.safe_load(manifest_path(settings, name).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    parts = {key: manifest.get(key) for key in ("image", "os_release", "dpkg", "dpkg_sources", "python")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def target_of(settings: Settings, engine: Engine, dep: Deployment) -> str:
-    """What is scanned: ECR scans the pushed digest; OSV scans the local image (by its ID)."""
+    """The gated digest: ECR scans the pushed digest; OSV scans the local image (by its ID)."""
     if backend_of(settings, dep) == "osv":
         return engine.require(dep.image_ref(settings.environment), f"run `doit build:{dep.name}` first").id
     record = pushed_record(settings, dep.name)
@@ -88,8 +144,15 @@ def scan_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
     target = target_of(settings, engine, dep)
     if report.get("target") != target:
         return Freshness(False, f"the image changed: {short(report.get('target'))} -> {short(target)}")
-    if report.get("policy_key") != policy_key(settings):
-        return Freshness(False, "the scan policy or the ignore file changed")
+    if report.get("findings_digest") != target:
+        return Freshness(False, f"the last report's findings are for {short(report.get('findings_digest'))}, "
+                                f"not the gated {short(target)}")
+    old = report.get("inputs")
+    if not isinstance(old, dict):
+        return Freshness(False, "the last report was written by an older pipeline")
+    changed = [key for key, value in scan_inputs(settings, dep).items() if old.get(key) != value]
+    if changed:
+        return Freshness(False, f"changed since the last scan: {', '.join(changed)}")
     age = time.time() - float(report.get("scanned_epoch") or 0)
     if age > settings.scan.max_age:
         return Freshness(False, f"the last scan is {age / 3600:.1f} h old (scan.max_age {settings.scan.max_age / 3600:.1f} h)")
@@ -103,62 +166,89 @@ def scan(settings: Settings, engine: Engine, name: str) -> ScanResult:
 
     Raises:
         GateFailed: unignored findings at a failing severity (the report is written first).
-        ScanIncomplete: the scan could not be done; it never passes the gate.
+        ScanIncomplete: the scan could not be done (no findings for the gated digest, nothing
+            inventoried, a service down); it never passes the gate and writes no report.
     """
     dep = settings.deployment(name)
     backend = backend_of(settings, dep)
+    inputs = scan_inputs(settings, dep)  # before scanning: what the result was computed from
     target = target_of(settings, engine, dep)
     try:
-        findings = _ecr(settings, dep, target) if backend == "ecr" else _osv(settings, name, target)
+        found = _ecr(settings, dep, target) if backend == "ecr" else _osv(settings, dep, target)
     except ScanIncomplete:
         raise
     except (RegistryError, ConfigError, OSError) as exc:
         raise ScanIncomplete(f"{backend} scan of {dep.name}: {exc}") from None
+    if found.digest != target:  # the backends refuse this already; never let another image's findings pass
+        raise ScanIncomplete(f"the findings are for {found.digest}, not the gated {target}")
+    policy = {"min_severity": settings.scan.min_severity, "fail_on": settings.scan.fail_on}
+    findings = [f for f in found.findings if relevant(f, **policy)]
     if settings.scan.ubuntu:
         u = settings.scan.ubuntu
         enricher = UbuntuCves(UbuntuSettings(u.release, u.base_url, u.cache_ttl, u.parallel, u.timeout),
                               settings.build_dir / "cache" / "ubuntu-cve")
         findings = enricher.enrich(findings)
-    verdict = judge(findings, min_severity=settings.scan.min_severity, fail_on=settings.scan.fail_on,
-                    ignores=load_ignores(settings.scan.ignore))
+    verdict = judge(findings, **policy, ignores=load_ignores(settings.scan.ignore))
     now = time.time()
-    header = {
+    header: dict[str, Any] = {
         "deployment": dep.name,
         "image": dep.image_ref(settings.environment),
         "target": target,
+        "gated_digest": target,
+        "findings_digest": found.digest,
+        "findings_image": found.image,
         "backend": backend,
         "scanned_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
         "scanned_epoch": now,
         "policy": {"min_severity": settings.scan.min_severity, "fail_on": list(settings.scan.fail_on),
                    "ignore": str(settings.scan.ignore) if settings.scan.ignore else None},
-        "policy_key": policy_key(settings),
+        "inputs": inputs,
     }
+    if found.inventory is not None:
+        header["inventory"] = found.inventory
     path = report_path(settings, name)
     doc = document(header, verdict)
     write_text(path, yaml.safe_dump(doc, sort_keys=False))
-    what = f"{dep.repository}@{short(target)}" if backend == "ecr" else f"{header['image']} (image {short(target)})"
-    log.info("%s", summary(f"scan:{name}: {what} ({backend}); report {path}", verdict, settings.scan.fail_on))
+    what = found.image if backend == "ecr" else f"{header['image']} (image {short(target)})"
+    title = f"scan:{name}: {what} ({backend}); report {path}"
+    if found.inventory is not None:
+        title += f"\n  {_inventoried(found.inventory)}"
+    log.info("%s", summary(title, verdict, settings.scan.fail_on))
     if not verdict.passed:
-        raise GateFailed(
-            f"gate failed: {len(verdict.failing)} unignored findings at {'/'.join(settings.scan.fail_on)} "
-            f"(first: {verdict.failing[0].id} in {verdict.failing[0].package}); report: {path}"
-        )
+        raise GateFailed(f"{gate_failure(verdict, settings.scan.fail_on)}; report: {display(path)}")
     return ScanResult(dep.name, target, backend, True, doc["counts"], str(path))
 
 
-def _ecr(settings: Settings, dep: Deployment, digest: str) -> list[Finding]:
+def _inventoried(inventory: dict[str, int]) -> str:
+    return (f"{inventory['packages']} packages inventoried ({inventory['dpkg']} dpkg, "
+            f"{inventory['python']} Python)")
+
+
+def _ecr(settings: Settings, dep: Deployment, digest: str) -> Findings:
     ecr = backend_for(dep.registry).ecr
     if ecr is None:
-        raise ConfigError(f"scan.backend ecr needs an ECR registry; {dep.name} uses {dep.registry.host} (use osv)")
-    return ecr_findings(ecr, dep.repo, digest, fallback_tag=dep.tag("promoted", settings.environment),
-                        timeout=settings.scan.timeout, poll=settings.scan.poll)
+        raise ConfigError(f"scan.backend ecr needs an ECR registry; {dep.name} uses {dep.registry.host} "
+                          "(set scan.backend: osv, or auto)")
+    fallback = dep.tag("promoted", settings.environment) if settings.scan.allow_tag_fallback else None
+    result = ecr_findings(ecr, dep.repo, digest, fallback_tag=fallback, timeout=settings.scan.timeout,
+                          poll=settings.scan.poll, deployment=dep.name)
+    return Findings(result.findings, result.digest, f"{dep.repository}@{result.digest}")
 
 
-def _osv(settings: Settings, name: str, image_id: str) -> list[Finding]:
+def _osv(settings: Settings, dep: Deployment, image_id: str) -> Findings:
     if not settings.scan.osv:
-        raise ConfigError("the osv scan backend needs scan.osv (a directory of OSV JSON files, or a URL of a zip)")
+        raise ConfigError("the osv scan backend needs scan.osv in deployments/pipeline.yaml "
+                          "(a directory of OSV JSON files, or a URL of a zip of them)")
+    packages, described = inventory(settings, dep.name, image_id)
+    counts = {"packages": len(packages), "dpkg": sum(1 for p in packages if p.ecosystem != "PyPI"),
+              "python": sum(1 for p in packages if p.ecosystem == "PyPI")}
+    if not packages and settings.scan.require_inventory:
+        raise ScanIncomplete(
+            f"0 packages inventoried in {dep.image_ref(settings.environment)} ({display(manifest_path(settings, dep.name))} "
+            "lists no dpkg database and no Python environment), so nothing could be scanned; check the image, "
+            "or set scan.require_inventory: false to let such an image pass")
     db = OsvDatabase.load(osv_directory(settings))
-    return db.match(inventory(settings, name, image_id))
+    return Findings(db.match(packages), described, dep.image_ref(settings.environment), counts)
 
 
 def osv_directory(settings: Settings) -> Path:
@@ -186,8 +276,13 @@ def osv_directory(settings: Settings) -> Path:
     return target
 
 
-def inventory(settings: Settings, name: str, image_id: str) -> list[Package]:
-    """The image's dpkg and Python packages, from build/manifests/NAME.yaml.
+_DISTROS = {"debian": "Debian", "ubuntu": "Ubuntu"}
+
+
+def inventory(settings: Settings, name: str, image_id: str) -> tuple[list[Package], str]:
+    """The image's dpkg and Python packages, from build/manifests/NAME.yaml, and the image ID it describes.
+
+    dpkg binaries carry their source package and version (``dpkg_sources``), which Debian's advisories name.
 
     Raises:
         ConfigError: no manifest of this image yet (run `doit manifest:NAME`).
@@ -196,20 +291,29 @@ def inventory(settings: Settings, name: str, image_id: str) -> list[Package]:
     try:
         manifest = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
-        raise ConfigError(f"no manifest {path}; run `doit manifest:{name}` first") from None
+        raise ConfigError(f"no manifest {display(path)}; run `doit manifest:{name}` first") from None
     recorded = (manifest.get("image") or {}).get("id")
-    if recorded and recorded != image_id:
-        raise ConfigError(f"{path} describes {short(recorded)}, not the current image {short(image_id)}; "
+    if recorded != image_id:
+        raise ConfigError(f"{display(path)} describes {short(recorded)}, not the current image {short(image_id)}; "
+                          f"run `doit manifest:{name}`")
+    if manifest.get("dpkg") and "dpkg_sources" not in manifest:
+        raise ConfigError(f"{display(path)} has no dpkg source packages (written by an older pipeline); "
                           f"run `doit manifest:{name}`")
     os_release = manifest.get("os_release") or {}
-    distro = {"debian": "Debian", "ubuntu": "Ubuntu"}.get(str(os_release.get("ID", "")).lower())
+    ids = [str(os_release.get("ID", "")).lower(), *str(os_release.get("ID_LIKE", "")).lower().split()]
+    distro = next((_DISTROS[i] for i in ids if i in _DISTROS), None)
     packages: list[Package] = []
-    if distro:
+    if manifest.get("dpkg") and not distro:
+        log.warning("scan:%s: the %d dpkg packages are not scanned: os-release ID %r is not Debian or Ubuntu, "
+                    "whose advisories the OSV backend knows", name, len(manifest["dpkg"]), os_release.get("ID"))
+    elif manifest.get("dpkg"):
         ecosystem = f"{distro}:{os_release.get('VERSION_ID', '')}".rstrip(":")
         sources = manifest.get("dpkg_sources") or {}
-        for pkg, version in (manifest.get("dpkg") or {}).items():
-            packages.append(Package(ecosystem, pkg, str(version), str(sources.get(pkg, ""))))
+        for pkg, version in manifest["dpkg"].items():
+            source = sources.get(pkg) or {}
+            packages.append(Package(ecosystem, pkg, str(version), str(source.get("source") or ""),
+                                    source_version=str(source.get("version") or "")))
     for prefix, envs in (manifest.get("python") or {}).items():
         for pkg, version in (envs or {}).items():
             packages.append(Package("PyPI", pkg, str(version), where=prefix))
-    return packages
+    return packages, str(recorded)

@@ -225,7 +225,7 @@ def check(settings: Settings, hasher: FileHasher, scanner: str) -> SourceScan:
     result = scan_sources(settings, hasher, scanner)
     log.info("%s", result.line)
     if result.incomplete:
-        hint = _INCOMPLETE_HINTS.get(scanner)
+        hint = _incomplete_hint(settings, scanner, result.summary)
         raise ScanIncomplete(f"{result.summary}; {hint}" if hint else result.summary)
     if not result.ok:
         raise ScanFailed(f"{result.summary}; {_fix_hint(scanner)}")
@@ -259,10 +259,19 @@ def scan_all(settings: Settings, hasher: FileHasher) -> SscanSummary:
     return summary
 
 
-_INCOMPLETE_HINTS = {
-    "deps": "check access to PyPI (HTTPS_PROXY, REQUESTS_CA_BUNDLE), or set sscan.pip_audit: false and "
-            "use an offline sscan.osv database",
-}
+def _incomplete_hint(settings: Settings, scanner: str, summary: str) -> str:
+    """What to do when a scanner could not do its job, for the settings as they are (never "set X" when X is set)."""
+    if scanner != "deps":
+        return ""
+    sscan = settings.sscan
+    if not sscan.pip_audit and not sscan.osv:
+        return ("set sscan.osv to an offline OSV database (a directory or .zip of OSV JSON files), "
+                "or sscan.pip_audit: true where PyPI can be reached")
+    if "pip-audit" in summary:
+        fallback = ("or set sscan.pip_audit: false to rely on sscan.osv alone" if sscan.osv else
+                    "or set sscan.pip_audit: false and set sscan.osv to an offline OSV database")
+        return f"check access to PyPI (HTTPS_PROXY, REQUESTS_CA_BUNDLE), {fallback}"
+    return ""
 
 
 def _fix_hint(scanner: str) -> str:
@@ -319,12 +328,51 @@ def _module_command(module: str) -> list[str]:
 
 
 def _condensed(output: str) -> str:
-    """The one line of a tool's output that says what went wrong."""
+    """The one line of a tool's output that says what went wrong (shortened at a word, never mid-token)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
         if line.startswith(("ERROR", "error:")) or "Error:" in line:
-            return re.sub(r"^(ERROR|WARNING):[\w.]+:", "", line)[:300]
-    return lines[-1][:300] if lines else "(no output)"
+            return _at_word(re.sub(r"^(ERROR|WARNING):[\w.]+:", "", line).strip())
+    return _at_word(lines[-1]) if lines else "(no output)"
+
+
+def _at_word(text: str, limit: int = 300) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " … (the whole output is in the task's log)"
+
+
+_POOL = re.compile(r"HTTPS?ConnectionPool\(host='(?P<host>[^']+)', port=(?P<port>\d+)\)")
+_CONN = re.compile(r"HTTPS?Connection\(host='(?P<host>[^']+)', port=(?P<port>\d+)\)")
+_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("name or service not known", "the host name does not resolve"),
+    ("temporary failure in name resolution", "the host name does not resolve"),
+    ("certificate_verify_failed", "its TLS certificate is not trusted (set REQUESTS_CA_BUNDLE to the CA bundle)"),
+)
+
+
+def unreachable(output: str) -> str:
+    """For a tool (pip-audit) that died on a network error: what it could not reach, host and port, and why.
+
+    "" when the output shows no network error. Reads the exception text, so nothing cut mid-token is shown.
+    """
+    lines = [line for line in output.splitlines() if "ConnectionPool(host=" in line]
+    if not lines:
+        return ""
+    line = lines[-1]
+    target = _POOL.search(line)
+    if target is None:
+        return ""
+    lowered = line.lower()
+    cause = next((words for needle, words in _CAUSES if needle in lowered), "the connection failed")
+    where = f"{target['host']}:{target['port']}"
+    if "proxyerror" in lowered:
+        proxy = _CONN.search(line)
+        via = f"the proxy {proxy['host']}:{proxy['port']}" if proxy else "the proxy"
+        return f"cannot reach {where} through {via} ({cause})"
+    return f"cannot reach {where} ({cause})"
 
 
 def _scan_lint(settings: Settings, found: Inputs) -> SourceScan:
@@ -499,7 +547,7 @@ def _pip_audit(settings: Settings, where: str, packages: list[Package], path: Pa
         except (OSError, ValueError):
             report = None
     if not isinstance(report, dict):
-        audit.problems.append(f"{where}: pip-audit: {_condensed(result.output)}")
+        audit.problems.append(f"{where}: pip-audit: {unreachable(result.output) or _condensed(result.output)}")
         return
     deps = [d for d in report.get("dependencies") or [] if isinstance(d, dict)]
     audited = [d for d in deps if not d.get("skip_reason")]

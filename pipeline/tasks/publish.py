@@ -42,14 +42,14 @@ def promote_action(ctx: Context, name: str, source: str = "", target: str = "") 
 
 
 @stage_action(lambda name: f"pull:{name}")
-def pull_action(ctx: Context, name: str, reference: str = "") -> Any:
-    return publish.pull(ctx.settings, ctx.engine, ctx.settings.deployment(name), reference or None)
+def pull_action(ctx: Context, name: str, reference: str = "", tag: bool = False) -> Any:
+    return publish.pull(ctx.settings, ctx.engine, ctx.settings.deployment(name), reference or None, tag=tag)
 
 
 @stage_action(lambda name: f"delete:{name}")
-def delete_action(ctx: Context, name: str, refs: list[str] | None = None) -> Any:
+def delete_action(ctx: Context, name: str, refs: list[str] | None = None, all_tags: bool = False) -> Any:
     words = [r for r in (refs or []) if r != "--"]
-    return ListResult(tuple(publish.delete(ctx.settings, ctx.settings.deployment(name), words)))
+    return ListResult(tuple(publish.delete(ctx.settings, ctx.settings.deployment(name), words, all_tags=all_tags)))
 
 
 @stage_action(lambda: "release")
@@ -94,9 +94,13 @@ def promote_tasks() -> Iterator[TaskDict]:
 
 
 def pull_tasks() -> Iterator[TaskDict]:
-    params = [{"name": "reference", "long": "ref", "default": "", "help": "tag or sha256 digest (default: build tag)"}]
+    params = [
+        {"name": "reference", "long": "ref", "default": "", "help": "tag or sha256 digest (default: build tag)"},
+        {"name": "tag", "long": "tag", "type": bool, "default": False,
+         "help": "also point the mission tag at the pulled image (a pull by digest or other tag leaves it alone)"},
+    ]
     return per_deployment("pull", "pull every selected image", lambda ctx, dep: {
-        "doc": f"pull {dep.name}'s image by tag or digest: doit pull:{dep.name} --ref TAG|sha256:…",
+        "doc": f"pull {dep.name}'s image by tag or digest: doit pull:{dep.name} --ref TAG|sha256:… [--tag]",
         "actions": [(pull_action, [dep.name])],
         "params": params,
         "uptodate": [False],
@@ -104,9 +108,12 @@ def pull_tasks() -> Iterator[TaskDict]:
 
 
 def delete_tasks() -> Iterator[TaskDict]:
+    params = [{"name": "all_tags", "long": "all-tags", "type": bool, "default": False,
+               "help": "also delete the other tags on the same digest (a generic registry deletes by digest)"}]
     return per_deployment("delete", "delete tags or digests from the registry", lambda ctx, dep: {
-        "doc": f"delete tags or digests of {dep.name}: doit delete:{dep.name} -- TAG|DIGEST …",
+        "doc": f"delete tags or digests of {dep.name}: doit delete:{dep.name} [--all-tags] -- TAG|DIGEST …",
         "actions": [(delete_action, [dep.name])],
+        "params": params,
         "pos_arg": "refs",
         "uptodate": [False],
     })

@@ -190,6 +190,26 @@ def test_pull_by_digest(docker_client: docker.DockerClient, registry: LocalRegis
     assert image_id(docker_client, f"{registry.host}/{repo_of(project, 'alpha')}@{digest}") == local_id
 
 
+def test_pull_by_digest_says_the_mission_tag_stays_and_tag_moves_it(
+    docker_client: docker.DockerClient, registry: LocalRegistry, on_registry: Project
+) -> None:
+    project = on_registry
+    digest = pushed(project, registry)
+    ref = image_ref(project, "alpha", registry.host)
+    local_id = image_id(docker_client, ref)
+    docker_client.images.remove(ref, force=True)
+
+    result = project.run("pull:alpha", "--ref", digest)
+    assert_ok(result)
+    assert image_id(docker_client, ref) is None  # a pull by digest leaves the mission tag alone…
+    assert one_line(result, ref, "not changed", "--tag")  # …and says so, naming the option that moves it
+
+    tagged = project.run("pull:alpha", "--ref", digest, "--tag")
+    assert_ok(tagged)
+    assert image_id(docker_client, ref) == local_id
+    assert one_line(tagged, ref, "--tag")
+
+
 def test_pull_of_an_unknown_tag_fails_clearly(registry: LocalRegistry, on_registry: Project) -> None:
     project = on_registry
     pushed(project, registry)
@@ -219,6 +239,23 @@ def test_delete_by_digest_and_tag_together(registry: LocalRegistry, on_registry:
     assert_ok(result)
     assert registry.digest(repo, first) is None and registry.digest(repo, second) is None
     assert registry.tags(repo) == []
+
+
+def test_delete_of_a_tag_that_shares_its_digest_refuses_unless_all_tags(registry: LocalRegistry,
+                                                                        on_registry: Project) -> None:
+    project, repo = on_registry, repo_of(on_registry, "alpha")
+    digest = pushed(project, registry)
+    assert_ok(project.run("promote:alpha", "--from", BUILD_TAG, "--to", "v1"))
+
+    refused = project.run("delete:alpha", "--", "v1")
+    assert_clean_failure(refused, "--all-tags")
+    line = one_line(refused, f"{repo}:v1", f"{repo}:{BUILD_TAG}", "--all-tags")
+    assert "Nothing was deleted" in line, line
+    assert registry.tags(repo) == sorted([BUILD_TAG, "v1"]) and registry.digest(repo, "v1") == digest
+
+    result = project.run("delete:alpha", "--all-tags", "--", "v1")
+    assert_ok(result)
+    assert registry.tags(repo) == [] and registry.digest(repo, digest) is None
 
 
 def test_delete_where_deletes_are_disabled_says_so(nodelete_registry: LocalRegistry, project: Project) -> None:

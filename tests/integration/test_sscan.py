@@ -184,6 +184,9 @@ def test_pip_audit_that_cannot_reach_pypi_fails_instead_of_passing(tmp_path: Pat
     assert result.rc != 0, f"pip-audit passed without reaching PyPI\n{result}"
     assert "Traceback" not in result.output
     assert "could not audit" in verdict_line(result, "deps"), str(result)
+    # what failed, with host and port (no urllib3 repr cut mid-token), and what to do
+    assert "cannot reach pypi.org:443 through the proxy 127.0.0.1:1 (connection refused)" in result.output, str(result)
+    assert "[Errno" not in result.output and "check access to PyPI" in result.output, str(result)
     assert not (json.loads((root / "build" / "sscan" / "deps.json").read_text())["ok"])
     summary = sscan(root, "sscan", env=env, timeout=240)
     assert summary.rc == 1 and verdict_line(summary, "deps").startswith("ERROR"), str(summary)

@@ -6,9 +6,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline import config
+from pipeline.errors import ScanIncomplete
 from pipeline.hashing import FileHasher
 from pipeline.settings import Settings
 from pipeline.stages import sscan
@@ -95,3 +97,41 @@ def test_freshness_follows_the_key_and_a_failure_stays_stale(tmp_path: Path) -> 
     assert "changed: " in sscan.freshness(settings, hasher, "deps").reason
     assert run(settings).ok
     assert sscan.freshness(settings, hasher, "deps").current
+
+
+def test_no_source_hint_fits_the_settings(tmp_path: Path) -> None:
+    settings = project(tmp_path, "x==1\n")
+    settings = replace(settings, sscan=replace(settings.sscan, osv=None))  # pip_audit is already false
+    with pytest.raises(ScanIncomplete) as caught:
+        sscan.check(settings, FileHasher(None), "deps")
+    message = str(caught.value)
+    assert "no vulnerability source" in message and "set sscan.osv" in message, message
+    assert "sscan.pip_audit: false" not in message, message  # it is false already
+
+
+# The last line pip-audit prints when its proxy refuses (HTTPS_PROXY=http://127.0.0.1:1), as recorded here.
+PROXY_REFUSED = (
+    "requests.exceptions.ProxyError: HTTPSConnectionPool(host='pypi.org', port=443): Max retries exceeded with url: "
+    "/pypi/requests/2.31.0/json (Caused by ProxyError('Unable to connect to proxy', NewConnectionError(\"HTTPSConnection"
+    "(host='127.0.0.1', port=1): Failed to establish a new connection: [Errno 111] Connection refused\")))"
+)
+DIRECT_TIMEOUT = (
+    "requests.exceptions.ConnectTimeout: HTTPSConnectionPool(host='pypi.org', port=443): Max retries exceeded with url: "
+    "/pypi/x/1/json (Caused by ConnectTimeoutError(<urllib3.connection.HTTPSConnection object at 0x7f>, "
+    "'Connection to pypi.org timed out. (connect timeout=15)'))"
+)
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    (PROXY_REFUSED, "cannot reach pypi.org:443 through the proxy 127.0.0.1:1 (connection refused)"),
+    (DIRECT_TIMEOUT, "cannot reach pypi.org:443 (timed out)"),
+    ("ERROR: something else entirely", ""),
+])
+def test_an_unreachable_service_is_named_with_host_and_port(output: str, expected: str) -> None:
+    assert sscan.unreachable("Traceback (most recent call last):\n  ...\n" + output) == expected
+
+
+def test_a_long_error_line_is_shortened_at_a_word() -> None:
+    text = sscan._condensed("error: " + " ".join(f"word{i}" for i in range(200)))
+    assert text.endswith("(the whole output is in the task's log)")
+    assert text.split(" … ")[0].split()[-1].startswith("word") and len(text) < 400

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -94,3 +96,35 @@ def test_statuses_for_the_release_cached_and_failures_unknown(server: str, tmp_p
     calls = len(Handler.calls)
     assert jammy.enrich([finding("CVE-2024-0001", "openssl")])[0].status == "jammy: released (3.0.2-0ubuntu1.15)"
     assert len(Handler.calls) == calls  # answered from the disk cache
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again on return: nothing listens there
+
+
+@pytest.mark.parametrize(("where", "words"), [
+    ("refused", "connection to 127.0.0.1:{port} refused"),
+    ("slow", "127.0.0.1:{port} did not answer within 0.5 s"),
+    ("500", "127.0.0.1:{port} answered 500"),
+])
+def test_a_failed_lookup_says_what_failed_host_port_and_what_to_do_once(
+    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str, words: str
+) -> None:
+    if where == "refused":
+        port = closed_port()
+        base, cves = f"http://127.0.0.1:{port}/security/cves", ["CVE-2024-0001", "CVE-2024-0002", "CVE-2024-0003"]
+    else:
+        port = int(server.split(":")[2].split("/")[0])
+        base, cves = server, ["CVE-2024-0408"] if where == "slow" else ["CVE-2024-0500"]
+    ubuntu = UbuntuCves(UbuntuSettings("noble", base, cache_ttl=0, timeout=0.5), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pipeline.scan.ubuntu"):
+        out = ubuntu.enrich([finding(cve, "openssl") for cve in cves])
+    assert [x.status for x in out] == ["unknown"] * len(cves)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # one line for the run's lookups, not one per CVE
+    text = warnings[0]
+    assert words.format(port=port) in text and ", ".join(cves) in text, text
+    assert "scan.ubuntu.base_url" in text and "HTTPS_PROXY" in text, text
+    assert "Connection(" not in text and "[Errno" not in text, text  # no repr of urllib3's exceptions
