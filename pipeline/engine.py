@@ -325,6 +325,24 @@ class Engine:
         with self._call(f"export container {container[:12]}"):
             yield from self.api.export(container, chunk_size=chunk_size)
 
+    def archive_stream(self, container: str, path: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The Engine API's archive of one path of a (created or stopped) container, as tar chunks.
+
+        Raises:
+            ImageNotFound: the container or the path does not exist.
+        """
+        with self._call(f"read {path} of container {container[:12]}"):
+            stream, _ = self.api.get_archive(container, path, chunk_size=chunk_size)
+            yield from stream
+
+    def layers(self, ref: str) -> list[str]:
+        """The image's diffIDs (RootFS.Layers), lowest first.
+
+        Raises:
+            ImageNotFound: the image does not exist.
+        """
+        return list((self.require(ref, "it vanished").attrs.get("RootFS") or {}).get("Layers") or [])
+
     def remove_image(self, ref: str) -> None:
         """Remove an image or one of its tags (never forced: an image in use stays); quiet when gone."""
         try:

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 PATCH_ROOT = "/opt/patches"
 LABEL_PATCH = "pipeline.patch"
+# Labels that state what a step made of the file system; a patch makes them false, so they are emptied (a
+# commit cannot drop a label: the daemon fills missing ones from the container's).  pipeline.inputs is kept
+# on purpose: build:NAME stays up to date over a patch.
+STEP_LABELS = ("pipeline.squash", "pipeline.crosslink")
 TAIL = 20
 # The parts of an image's Config that a commit must carry over (everything but the container's identity).
 _CONTAINER_ONLY = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
@@ -288,6 +292,7 @@ def patch_image(settings: Settings, engine: Engine, name: str, script: Path, aut
     label = json.dumps({"time": when, "author": author, "description": description, "source": src.id},
                        sort_keys=True)
     config = commit_config(src, {LABEL_PATCH: label})
+    config["Labels"].update({k: "" for k in STEP_LABELS if k in config["Labels"]})
     image_id, backups = commit_and_tag(engine, run.container, src, config, ref, "patch")
     saved = backups[0]
     new = engine.require(image_id, "the commit reported an image that does not exist")

@@ -1,29 +1,27 @@
-"""Squashing: crosslink -> export -> import into one layer, verified before the mission tag moves.
+"""Squashing: one pass from the mission image to a verified one-layer image, then the mission tag moves.
 
-Steps and their keys (recorded in build/squash/NAME.json; the images' labels are the truth):
+``squash:NAME`` exports a container of the mission image, links duplicate
+files on the way, and streams the result into ``docker import`` with the
+source configuration restored (:mod:`pipeline.stages.relink`).  The layer's
+diffID must be the sha256 of the stream sent; only then is the source tagged
+REPO:pre-squash-SHORTID and the mission tag moved.  The record
+build/squash/NAME.json names the squashed image; the mission image is current
+while it has one layer and the record names its ID (an inherited label proves
+nothing: a patch keeps the labels of the image it patched).
 
-- crosslink: NAMESPACE/squash-NAME:crosslinked, labelled with the mission image's ID (see crosslink.py);
-- export + import: the crosslinked container's file system streamed from
-  ``docker export`` straight into ``docker import`` (no archive on disk unless
-  asked: then it is written as it passes, like ``tee``), the source configuration
-  restored through import ``changes``; the result is NAMESPACE/squash-NAME:imported,
-  labelled ``pipeline.squash`` with the IDs of the source and the crosslinked image;
-- verify: the file trees of the source and the imported image, listed inside
-  containers of both, must be equal (hard-link structure aside);
-- tag: the source stays reachable as REPO:pre-squash-SHORTID, the mission tag
-  moves to the squashed image, the intermediate tags are removed.
-
-``export:NAME`` alone writes the archive (default build/squash/NAME.tar);
-``import:NAME`` imports from that archive when it was made from the current
-crosslinked image, else streams.  Only ``squash:NAME`` moves the mission tag.
+``export:NAME`` writes the crosslinked image (crosslink:NAME) to an archive
+(default build/squash/NAME.tar); ``import:NAME`` imports from that archive when
+it was made from the current crosslinked image, else streams; both check the
+stored layer against the sha256 of what was sent.  Only ``squash:NAME`` moves
+the mission tag.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,17 +30,13 @@ from typing import IO, Any
 
 from pipeline import records
 from pipeline.config import Settings
-from pipeline.engine import BuildRequest, Engine, ImageInfo
+from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
-from pipeline.stages.crosslink import (
-    compare_images,
-    crosslink_image,
-    crosslinked_ref,
-    squash_repo,
-)
+from pipeline.stages.crosslink import crosslinked_ref, squash_repo
 from pipeline.stages.patch import backup_ref
+from pipeline.stages.relink import Tamper, finish_config, import_changes, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -50,7 +44,6 @@ log = logging.getLogger(__name__)
 
 KIND = "squash"
 LABEL_SQUASH = "pipeline.squash"
-SHOWN_DIFFERENCES = 8
 _CHUNK = 1 << 20
 
 
@@ -132,12 +125,16 @@ def squash_label(image: ImageInfo) -> dict[str, str]:
 
 
 def squash_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
-    """Current when the mission tag already holds a squash result."""
+    """Current when the mission image has one layer and build/squash/NAME.json names it as the squash result."""
     ref, image = mission_image(settings, engine, name)
-    made = squash_label(image)
-    if made.get("source"):
-        return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (from {short(made['source'])})")
-    return Freshness(False, f"{ref} ({short(image.id)}) is not squashed")
+    layers = len((image.attrs.get("RootFS") or {}).get("Layers") or [])
+    if layers != 1:
+        return Freshness(False, f"{ref} ({short(image.id)}) has {layers} layers")
+    made = (records.load(record_path(settings, name)) or {}).get("squashed")
+    if made != image.id:
+        return Freshness(False, f"{ref} ({short(image.id)}) is not the squash recorded in "
+                                f"{display(record_path(settings, name))}")
+    return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (one layer)")
 
 
 def import_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
@@ -167,81 +164,15 @@ def export_freshness(settings: Settings, engine: Engine, name: str, keep_archive
     return Freshness(True, f"{display(path)} holds the export of {short(crossed.id)}")
 
 
-# -- import changes ----------------------------------------------------------------------------
-
-def _quoted(value: str, what: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise PipelineError(f"{what} holds a line break, which docker import cannot restore; "
-                            "remove it from the image's configuration before squashing")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
-
-
-def _duration(ns: int) -> str:
-    return f"{int(ns)}ns"
-
-
-def import_changes(config: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> list[str]:
-    """Dockerfile instructions that give an imported image the configuration ``config`` (an inspect's Config).
-
-    ENV/LABEL values are quoted with ``$`` escaped (import expands variables); CMD,
-    ENTRYPOINT and VOLUME use the JSON form.  See :func:`build_only_instructions` for the rest.  ``labels`` are added to the image's.
-
-    Raises:
-        PipelineError: a value cannot be expressed (a line break in an ENV or LABEL value).
-    """
-    changes: list[str] = []
-    for item in config.get("Env") or ():
-        key, _, value = str(item).partition("=")
-        changes.append(f"ENV {key}={_quoted(value, f'ENV {key}')}")
-    all_labels = {**dict(config.get("Labels") or {}), **dict(labels or {})}
-    for key, value in all_labels.items():
-        changes.append(f"LABEL {_quoted(key, 'a label name')}={_quoted(str(value), f'LABEL {key}')}")
-    if config.get("Entrypoint") is not None:
-        changes.append("ENTRYPOINT " + json.dumps(list(config["Entrypoint"])))
-    if config.get("Cmd") is not None:
-        changes.append("CMD " + json.dumps(list(config["Cmd"])))
-    if config.get("User"):
-        changes.append(f"USER {config['User']}")
-    if config.get("WorkingDir"):
-        changes.append(f"WORKDIR {config['WorkingDir'].replace('$', chr(92) + '$')}")
-    for port in sorted(config.get("ExposedPorts") or {}):
-        changes.append(f"EXPOSE {port}")
-    if config.get("Volumes"):
-        changes.append("VOLUME " + json.dumps(sorted(config["Volumes"])))
-    for trigger in config.get("OnBuild") or ():
-        changes.append(f"ONBUILD {trigger}")
-    return changes
-
-
-def build_only_instructions(config: Mapping[str, Any]) -> list[str]:
-    """STOPSIGNAL, SHELL and HEALTHCHECK: docker import refuses them as changes, so a
-    metadata-only build (``FROM imported``, no new layer) sets them."""
-    changes: list[str] = []
-    if config.get("Shell"):
-        changes.append("SHELL " + json.dumps(list(config["Shell"])))
-    if config.get("StopSignal"):
-        changes.append(f"STOPSIGNAL {config['StopSignal']}")
-    health = config.get("Healthcheck") or {}
-    test = list(health.get("Test") or [])
-    if test[:1] == ["NONE"]:
-        changes.append("HEALTHCHECK NONE")
-    elif test[:1] in (["CMD"], ["CMD-SHELL"]):
-        options = [f"--{flag}={_duration(health[key])}" for flag, key in
-                   (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"))
-                   if health.get(key)]
-        if health.get("Retries"):
-            options.append(f"--retries={int(health['Retries'])}")
-        command = json.dumps(test[1:]) if test[0] == "CMD" else " ".join(test[1:])
-        changes.append(" ".join(["HEALTHCHECK", *options, "CMD", command]))
-    return changes
-
-
 # -- export and import -------------------------------------------------------------------------
 
-def _tee(chunks: Iterable[bytes], sink: IO[bytes] | None, counter: list[int]) -> Iterator[bytes]:
+def _tee(chunks: Iterable[bytes], sink: IO[bytes] | None, counter: list[int],
+         digest: hashlib._Hash | None = None) -> Iterator[bytes]:
     for chunk in chunks:
         if sink is not None:
             sink.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
         counter[0] += len(chunk)
         yield chunk
 
@@ -330,20 +261,30 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
     if from_file is None and export_freshness(settings, engine, name).current:
         from_file = default_archive(settings, name)
     counter = [0]
+    sent = hashlib.sha256()
     if from_file is not None:
         log.info("import:%s: importing %s", name, display(from_file))
-        image_id = engine.import_tar(_maybe(transform, _tee(_file_chunks(from_file), None, counter)), changes)
+        image_id = engine.import_tar(_tee(_maybe(transform, _file_chunks(from_file)), None, counter, sent), changes)
     else:
         sink = Path(keep_archive).open("wb") if keep_archive else None
         try:
             with _Exported(settings, engine, crossed) as exported:
                 log.info("import:%s: streaming docker export of %s into docker import%s", name, short(crossed.id),
                          f" (and {keep_archive})" if keep_archive else "")
-                image_id = engine.import_tar(_maybe(transform, _tee(exported.chunks(), sink, counter)), changes)
+                image_id = engine.import_tar(_tee(_maybe(transform, exported.chunks()), sink, counter, sent), changes)
         finally:
             if sink is not None:
                 sink.close()
-    image_id = _finish_config(engine, name, image_id, source.attrs.get("Config") or {})
+    try:
+        layers = engine.layers(image_id)
+        if layers != ["sha256:" + sent.hexdigest()]:
+            raise PipelineError(f"import:{name}: the engine stored {', '.join(short(x) for x in layers)} but the "
+                                f"stream sent hashes to {short('sha256:' + sent.hexdigest())}; nothing was tagged; "
+                                "run it again")
+        image_id = finish_config(engine, f"import:{name}", image_id, source.attrs.get("Config") or {})
+    except BaseException:
+        engine.remove_image(image_id)
+        raise
     try:
         engine.tag(image_id, ref)
     except BaseException:
@@ -357,74 +298,51 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
     return StepResult(name, "import", image_id, crossed.id, str(from_file or keep_archive or ""), seconds, True)
 
 
-def _finish_config(engine: Engine, name: str, image_id: str, config: Mapping[str, Any]) -> str:
-    """Apply :func:`build_only_instructions` through a metadata-only build; returns the final image ID."""
-    late = build_only_instructions(config)
-    if not late:
-        return image_id
-    with tempfile.TemporaryDirectory(prefix="pipeline-squash-") as tmp:
-        dockerfile = Path(tmp) / "Dockerfile"
-        dockerfile.write_text("\n".join([f"FROM {image_id}", *late]) + "\n")
-        return engine.build(BuildRequest(f"import:{name}", Path(tmp), dockerfile, {}, {}))
-
-
 def _maybe(transform: Callable[[Iterator[bytes]], Iterator[bytes]] | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
     return transform(chunks) if transform else chunks
 
 
-# -- verify and squash -------------------------------------------------------------------------
+# -- squash ------------------------------------------------------------------------------------
 
-def verify(settings: Settings, engine: Engine, before: ImageInfo, after: ImageInfo, what: str) -> float:
-    """Check that two images hold the same file tree; returns the seconds it took.
+def squash(settings: Settings, engine: Engine, name: str, paths: Sequence[str] = (), keep_archive: str = "", *,
+           tamper_export: Tamper | None = None, tamper_sent: Tamper | None = None,
+           spool_bound: int | None = None) -> SquashResult:
+    """One verified pass (export, link, import) from the mission image, then the tag moves.
 
-    Raises:
-        PipelineError: naming up to SHOWN_DIFFERENCES differing paths.
-    """
-    started = time.monotonic()
-    differences = compare_images(settings, engine, before, after)
-    if differences:
-        shown = "; ".join(differences[:SHOWN_DIFFERENCES])
-        more = f" (and {len(differences) - SHOWN_DIFFERENCES} more)" if len(differences) > SHOWN_DIFFERENCES else ""
-        raise PipelineError(f"{what}: the file tree of {short(after.id)} differs from {short(before.id)} at "
-                            f"{len(differences)} path(s): {shown}{more}")
-    return time.monotonic() - started
-
-
-def squash(settings: Settings, engine: Engine, name: str, paths: Sequence[str] = (), keep_archive: str = "",
-           transform: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None) -> SquashResult:
-    """crosslink -> export/import -> verify -> tag, each step skipped when its output is current.
+    ``tamper_*`` and ``spool_bound`` are for tests.
 
     Raises:
         ImageNotFound: the mission image is missing.
-        PipelineError: a step failed or the verification found differences; the mission tag did not move.
+        PipelineError: the pass failed or the stored layer is not what was sent; the mission tag did not move.
     """
     ref, source = mission_image(settings, engine, name)
-    if squash_label(source).get("source"):
-        log.info("squash:%s: %s (%s) is already squashed; nothing to do", name, ref, short(source.id))
-        return SquashResult(name, ref, source.id, squash_label(source)["source"], "", source.size, source.size, {})
-    seconds: dict[str, float] = {}
-    crossed = crosslink_image(settings, engine, name, source, paths)
-    seconds["crosslink"] = crossed.seconds
-    imported = import_image(settings, engine, name, source, keep_archive=keep_archive, transform=transform)
-    seconds["export+import"] = imported.seconds
-    squashed = engine.require(imported.image_id, "the import reported an image that does not exist")
-    try:
-        seconds["verify"] = verify(settings, engine, source, squashed, f"squash:{name}")
-    except PipelineError:
-        engine.remove_image(imported_ref(settings, name))
-        _update_record(settings, name, **{"import": {}})
-        raise
+    fresh = squash_freshness(settings, engine, name)
+    if fresh.current:
+        log.info("squash:%s: %s; nothing to do", name, fresh.reason)
+        return SquashResult(name, ref, source.id, source.id, "", source.size, source.size, {})
+    extra = {"spool_bound": spool_bound} if spool_bound is not None else {}
+    made = relink_image(settings, engine, f"squash:{name}", source, paths,
+                        {LABEL_SQUASH: json.dumps({"source": source.id}, sort_keys=True)},
+                        keep_archive=keep_archive, tamper_export=tamper_export, tamper_sent=tamper_sent, **extra)
+    squashed = engine.require(made.image_id, "the import reported an image that does not exist")
     saved = backup_ref(ref, source.id, "squash")
-    engine.tag(source.id, saved)
-    engine.tag(squashed.id, ref)
-    for intermediate in (imported_ref(settings, name), crosslinked_ref(settings, name)):
-        engine.remove_image(intermediate)
+    try:
+        engine.tag(source.id, saved)
+        engine.tag(squashed.id, ref)
+    except BaseException:
+        engine.remove_image(squashed.id)
+        raise
+    seconds = dict(made.seconds)
+    counts = made.counts
     result = SquashResult(name, ref, squashed.id, source.id, saved, source.size, squashed.size, seconds,
-                          crossed.files_linked, crossed.bytes_saved)
-    _update_record(settings, name, source=source.id, squashed=squashed.id, backup=saved,
-                   size_before=source.size, size_after=squashed.size, seconds=result.values()["seconds"])
-    log.info("squash:%s: %s is now %s: %.1f MB -> %.1f MB (%s); kept %s as %s", name, ref, short(squashed.id),
-             source.size / 1e6, squashed.size / 1e6,
+                          counts.files_linked, counts.bytes_saved)
+    _update_record(settings, name, source=source.id, squashed=squashed.id, backup=saved, layer=made.diff_id,
+                   listing=made.listing, size_before=source.size, size_after=squashed.size,
+                   seconds=result.values()["seconds"],
+                   counts={"entries": counts.entries, "files": counts.files, "files_linked": counts.files_linked,
+                           "bytes_saved": counts.bytes_saved, "hashed_bytes": counts.hashed_bytes,
+                           "bytes_sent": counts.bytes_sent})
+    log.info("squash:%s: %s is now %s: %.1f MB -> %.1f MB, %d files linked (%s); kept %s as %s", name, ref,
+             short(squashed.id), source.size / 1e6, squashed.size / 1e6, counts.files_linked,
              ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), short(source.id), saved)
     return result
-

@@ -218,7 +218,7 @@ def import_tasks() -> Iterator[TaskDict]:
 def squash_tasks() -> Iterator[TaskDict]:
     yield from _per_deployment(
         "squash", squash_action,
-        lambda name, ref: f"crosslink, export/import and verify {ref}, then move its tag to the single-layer image",
+        lambda name, ref: f"one pass: export {ref}, link duplicates, import as one verified layer, then move its tag",
         "squash each selected deployment's image",
         uptodate=lambda name: [StageCheck(f"squash:{name}", _squash_fresh, name)],
         params=[PATHS, KEEP],
