@@ -81,6 +81,8 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
         return Freshness(False, f"image {short(image.id)} changed since {display(path)} was written")
     if recorded.get("tag") != ref or data.get("frozen") != settings.frozen:
         return Freshness(False, f"{display(path)} was written for another tag or frozen mode")
+    if "dpkg_details" not in data:
+        return Freshness(False, f"{display(path)} predates the dpkg_details section (arch, source package)")
     return Freshness(True, f"{display(path)} describes image {short(image.id)}")
 
 
@@ -103,7 +105,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
                      f"{spec.task.replace(':', '-')}.json")
     with tempfile.TemporaryDirectory(prefix="pipeline-manifest-") as tmp:
         os_release = _os_release(engine, spec.ref, Path(tmp), notes)
-        dpkg = _dpkg(engine, spec.ref, Path(tmp), notes)
+        dpkg, dpkg_details = _dpkg(engine, spec.ref, Path(tmp), notes)
     python = _python(settings, spec.ref, notes)
     created = image.attrs.get("Created")
     document: dict[str, Any] = {
@@ -115,6 +117,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
         "parents": _parents(settings, engine, notes),
         "os_release": os_release,
         "dpkg": dpkg,
+        "dpkg_details": dpkg_details,
         "python": python,
         "notes": notes,
     }
@@ -177,12 +180,12 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def _dpkg(engine: Engine, ref: str, tmp: Path, notes: list[str]) -> dict[str, str] | None:
+def _dpkg(engine: Engine, ref: str, tmp: Path, notes: list[str]) -> tuple[dict[str, str] | None, dict[str, Any] | None]:
     text = _copy_text(engine, ref, DPKG_STATUS, tmp)
     if text is None:
         notes.append(f"dpkg: no {DPKG_STATUS} in the image (not a dpkg-based system)")
-        return None
-    return parse_dpkg_status(text)
+        return None, None
+    return parse_dpkg_status(text), parse_dpkg_details(text)
 
 
 def parse_dpkg_status(text: str) -> dict[str, str]:
@@ -192,6 +195,26 @@ def parse_dpkg_status(text: str) -> dict[str, str]:
         status = paragraph.get("Status", "").split()
         if len(status) == 3 and status[1] == "ok" and status[2] == "installed" and "Package" in paragraph:
             out[paragraph["Package"]] = paragraph.get("Version", "")
+    return dict(sorted(out.items()))
+
+
+def parse_dpkg_details(text: str) -> dict[str, dict[str, str]]:
+    """Package -> {arch, source, source_version} of each installed package (what an SBOM's purls need).
+
+    dpkg leaves ``Source:`` out when it equals the package name, and gives it its own
+    version in parentheses when that differs from the binary's (a binNMU).
+    """
+    out: dict[str, dict[str, str]] = {}
+    for paragraph in _paragraphs(text):
+        status = paragraph.get("Status", "").split()
+        if not (len(status) == 3 and status[1:] == ["ok", "installed"] and "Package" in paragraph):
+            continue
+        source, _, rest = paragraph.get("Source", paragraph["Package"]).partition("(")
+        out[paragraph["Package"]] = {
+            "arch": paragraph.get("Architecture", ""),
+            "source": source.strip(),
+            "source_version": rest.rstrip(") ").strip() or paragraph.get("Version", ""),
+        }
     return dict(sorted(out.items()))
 
 

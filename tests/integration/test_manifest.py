@@ -16,7 +16,7 @@ from helpers import (
 
 pytestmark = pytest.mark.docker
 
-KEYS = ["deployment", "image", "environment", "frozen", "inputs", "parents", "os_release", "dpkg", "python", "notes"]
+KEYS = ["deployment", "image", "environment", "frozen", "inputs", "parents", "os_release", "dpkg", "dpkg_details", "python", "notes"]
 
 FAKE_SYSTEM = (
     "RUN mkdir -p /opt/envs/x/lib/python3.11/site-packages/Foo_Bar-1.2.3.dist-info"
