@@ -11,6 +11,7 @@ the parent image and every keyed file with its sha256.
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,7 +70,7 @@ def provenance_statement(
     ``external`` are the user-controlled parameters (deployment, environment, build
     args); the key, its parts and the Dockerfile digest go in ``internalParameters``.
     """
-    parts = dict(key.parts)
+    parts = copy.deepcopy(dict(key.parts))  # the statement is edited by nobody, but must not alias the key
     dockerfile = parts.get("dockerfile") or {}
     return {
         "_type": STATEMENT_TYPE,
