@@ -72,7 +72,7 @@ def _problem(cache: StageCache, backend: Backend, repo: str, tag: str, key: Inpu
     try:
         opened, attested, _ = open_provenance(artifacts, manifest.digest, keys)
     except VerificationFailed as exc:
-        return str(exc).replace("provenance ", "its provenance ", 1), None
+        return str(exc), None
     if attested.digest != key.digest:
         return f"its provenance attests inputs {short(attested.digest)}, not {short(key.digest)}", None
     parent = key.parts.get("parent")

@@ -88,7 +88,7 @@ def open_provenance(artifacts: list[referrers.Artifact], digest: str, keys: list
                 problems.append(f"{short(artifact.digest)} ({artifact.where}): {exc}")
     if not seen:
         raise VerificationFailed(f"no signed provenance is attached to {short(digest)} (unsigned)")
-    raise VerificationFailed(f"provenance {problems[0]}")
+    raise VerificationFailed(f"attestation {problems[0]}")
 
 
 def _sbom(artifacts: list[referrers.Artifact], digest: str, keys: list[signing.PublicKey]) -> str:
@@ -101,7 +101,7 @@ def _sbom(artifacts: list[referrers.Artifact], digest: str, keys: list[signing.P
             opened = signing.open_envelope(envelope.data, keys)
             provenance.check_subject(opened.statement, digest, provenance.CYCLONEDX_BOM)
             count = len((opened.statement.get("predicate") or {}).get("components") or [])
-            return f"SBOM signature and subject OK ({count} components)"
+            return f"signature OK, subject OK ({count} components)"
         except VerificationFailed as exc:
             problems.append(str(exc))
     raise VerificationFailed(f"SBOM attestation: {problems[0]}")
@@ -149,7 +149,8 @@ def require_signed(settings: Settings, dep: Deployment, reference: str, what: st
     try:
         checked = check_image(settings, dep, reference)
     except VerificationFailed as exc:
-        raise PipelineError(f"{what} refused: {_display(dep, reference)} has no valid signed provenance: {exc}; "
+        # the boundary prefixes the task's name: "promote:NAME: refused: …", "release: refused: …"
+        raise PipelineError(f"refused: {_display(dep, reference)} has no valid signed provenance: {exc}; "
                             f"run `doit attest:{dep.name}` (sign.required is true)") from None
     log.info("%s: %s has valid signed provenance (%s)", what, _display(dep, reference), checked.signer)
 

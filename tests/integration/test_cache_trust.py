@@ -136,6 +136,7 @@ def test_only_signed_entries_of_our_lineage_are_pulled(
         assert {task: rows[task] for task in CHAIN} == dict.fromkeys(CHAIN, "pulled"), rows
         assert {d: rows[f"build:{d}"] for d in LEAVES} == dict.fromkeys(LEAVES, "built"), rows
         warnings = [line for line in result.output.splitlines() if "WARNING: cache entry" in line]
+        print("\n".join(warnings))  # shown with -s; docs/scaling.md quotes them
         assert len(warnings) == 3, warnings
         assert any("build:alpha" in w and "unsigned" in w for w in warnings), warnings
         assert any("build:beta" in w and "signed by unknown key" in w for w in warnings), warnings

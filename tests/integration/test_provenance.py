@@ -280,7 +280,7 @@ def test_promote_refuses_an_unsigned_image_when_signing_is_required(
     use_signing(project, None, [pub(key)], required=True)
     result = project.run("deployment=alpha", "promote:alpha")
     assert result.rc == 1, result
-    assert_clean_failure(result, "promote:alpha refused", "no valid signed provenance", "unsigned")
+    assert_clean_failure(result, "promote:alpha: refused", "no valid signed provenance", "unsigned")
     refusal = [line for line in result.output.splitlines() if "refused" in line]
     assert len(refusal) == 1, result
     assert registry.digest(repo_of(project, "alpha"), PROMOTED_TAG) is None
