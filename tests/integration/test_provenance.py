@@ -341,3 +341,34 @@ def test_sign_keygen_writes_a_0600_key_that_never_shows_up(signed: tuple[Project
     project.update_yaml("pipeline.yaml", lambda c: c["sign"].update(key=str(project.path("alpha/k.pem"))))
     bad = project.run("deployment=alpha", "list")
     assert_clean_failure(bad, "sign.key", "inside deployments/")
+
+
+def test_release_refuses_before_any_tag_moves_when_one_image_is_unsigned(
+        registry: LocalRegistry, signed: tuple[Project, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=project.root, capture_output=True, text=True, check=True).stdout
+
+    project, key = signed
+    assert_ok(project.run("image_all"))
+    beta = repo_of(project, "beta")
+    att = registry.digest(beta, att_tag(registry.digest(beta, PROMOTED_TAG)))
+    assert requests.delete(f"{registry.url}/v2/{beta}/manifests/{att}", timeout=10).status_code == 202
+    use_signing(project, key, [pub(key)], required=True)
+    for name, value in {"GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "T",
+                        "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1"}.items():
+        monkeypatch.setenv(name, value)
+    (project.root / ".gitignore").write_text("build/\n.doit.db*\n.pipeline.lock\ndeployments/common/tls-ca-bundle.pem\n")
+    upstream = project.root.parent / "upstream.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(upstream)], check=True)
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "fixture")
+    git("remote", "add", "origin", str(upstream))
+    git("push", "-q", "-u", "origin", "main")
+    result = project.run("release", "--", "v9.9.9")
+    assert result.rc == 1, result
+    assert_clean_failure(result, "release: refused", beta, "unsigned")
+    assert git("tag", "-l") == ""
+    assert "v9.9.9" not in registry.tags(repo_of(project, "alpha")) + registry.tags(beta)
