@@ -1,7 +1,7 @@
 """doit entry point: DOIT_CONFIG and task generators only. The work lives in pipeline/."""
 
 from pipeline.reporter import PipelineReporter
-from pipeline.tasks import graph, hands_on, images, inspect, publish, scan, slim, sources
+from pipeline.tasks import graph, hands_on, images, inspect, provenance, publish, scan, slim, sources
 
 DOIT_CONFIG = {
     "backend": "sqlite3",
@@ -82,6 +82,26 @@ def task_clean_registry():
     yield from scan.clean_registry_tasks()
 
 
+def task_sbom():
+    """Write build/sbom/NAME.cdx.json (CycloneDX 1.6) and NAME.spdx.json (SPDX 2.3) from the manifest."""
+    yield from provenance.sbom_tasks()
+
+
+def task_attest():
+    """Sign the image's SLSA provenance and SBOM (sign.key) and attach them to its pushed digest."""
+    yield from provenance.attest_tasks()
+
+
+def task_verify():
+    """Check the image's signed provenance (sign.public_keys) and compare it with this checkout (--ref)."""
+    yield from provenance.verify_tasks()
+
+
+def task_sign_keygen():
+    """Write a signing key pair (--out PATH --type ecdsa|ed25519); the private key gets mode 0600."""
+    return provenance.keygen_task()
+
+
 def task_promote():
     """Add the promoted tag to the pushed manifest, registry-side (--from TAG --to TAG)."""
     yield from publish.promote_tasks()
@@ -103,7 +123,7 @@ def task_release():
 
 
 def task_image_all():
-    """CI: build, test, push and promote each selected deployment."""
+    """CI: build, test, push, sbom, attest, scan, verify and promote each selected deployment."""
     yield from publish.image_all_tasks()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
+from pipeline import cache_trust
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import InputKey, short
@@ -27,6 +28,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 class StageCache:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         assert settings.cache is not None
+        self.settings = settings
         self.cache = settings.cache
         self.registry = settings.registry
         self.engine = engine
@@ -51,8 +53,11 @@ class StageCache:
             if backend.http.quick().manifest_digest(self.cache.repo, self.tag(task, key)) is None:
                 log.info("%s: cache miss (%s)", task, ref)
                 return None
+            pull_ref = cache_trust.trusted_ref(self, backend, task, key, ref)  # ref itself without cache.trust
+            if pull_ref is None:
+                return None
             creds = backend.credentials
-            image = self.engine.pull(ref, creds.auth_config() if creds else None)
+            image = self.engine.pull(pull_ref, creds.auth_config() if creds else None)
         except PipelineError as exc:
             log.warning("%s: WARNING: the stage cache is unavailable (%s); building locally", task, exc)
             return None
@@ -80,6 +85,7 @@ class StageCache:
             creds = backend.credentials
             digest = self.engine.push(ref, creds.auth_config() if creds else None)
             log.info("%s: stored in cache %s (%s)", task, ref, short(digest))
+            cache_trust.sign_entry(self, backend, task, key, digest)
         except PipelineError as exc:
             log.warning("%s: WARNING: could not store the image in the stage cache (%s)", task, exc)
         finally:

@@ -22,6 +22,7 @@ from pipeline.config_parts import (
     parse_sscan,
     parse_tags,
 )
+from pipeline.config_sign import parse_sign
 from pipeline.errors import ConfigError
 from pipeline.section import Section, parse_bool
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
@@ -62,7 +63,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     top = Section(path, load_yaml(path))
     top.reject_unknown(
         ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run",
-         "release", "scan", "sscan", "cache"]
+         "release", "scan", "sscan", "cache", "sign"]
     )
     environment = top.choice("environment", ENVIRONMENTS, "sandbox")
     if "environment" in overrides:
@@ -100,8 +101,9 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         run_args=parse_run_args(top),
         release=parse_release(top.section("release")),
         scan=parse_scan(top.section("scan"), deployments_dir),
-        cache=parse_cache(top.section("cache")),
+        cache=parse_cache(top.section("cache"), deployments_dir),
         sscan=parse_sscan(top.section("sscan"), deployments_dir),
+        sign=parse_sign(top.section("sign"), deployments_dir),
     )
     deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
     return replace(settings, deployments=deployments)

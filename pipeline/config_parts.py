@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipeline.config_sign import key_files
 from pipeline.scan.policy import load_ignores
 from pipeline.section import Section
 from pipeline.settings import Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
@@ -194,12 +195,13 @@ def parse_secrets(sec: Section) -> Secrets | None:
 _REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 
-def parse_cache(sec: Section) -> Cache | None:
-    """``cache: {repo, pull, push}``: off unless given."""
+def parse_cache(sec: Section, base: Path) -> Cache | None:
+    """``cache: {repo, pull, push, trust}``: off unless given."""
     if not sec.data:
         return None
-    sec.reject_unknown(["repo", "pull", "push"])
+    sec.reject_unknown(["repo", "pull", "push", "trust"])
     repo = sec.req("repo")
     if not _REPO.match(repo):
         raise sec.error(f"key 'cache.repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
-    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True))
+    trust = key_files(sec, "trust", base)
+    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True), trust=trust)

@@ -65,3 +65,13 @@ class ScanIncomplete(PipelineError):
     """A vulnerability scan could not be done; it never passes the gate (doit exit code 2)."""
 
     incomplete = True
+
+
+class VerificationFailed(PipelineError):
+    """A signature, subject or input-key check of an image's attestations failed (exit 1)."""
+
+
+class AttestationsUnavailable(PipelineError):
+    """An image's attestations could not be fetched: registry down, refused, or blobs missing (exit 2)."""
+
+    incomplete = True

@@ -80,6 +80,17 @@ class Cache:
     repo: str
     pull: bool = True
     push: bool = True
+    trust: tuple[Path, ...] = ()  # public keys: with any, only entries with provenance signed by one are used
+
+
+@dataclass(frozen=True)
+class Sign:
+    """pipeline.yaml ``sign:``: the key attestations are signed with, the keys they are verified against."""
+
+    key: str | None = None  # a PEM file path, or the name of an environment variable holding the PEM
+    passphrase_env: str | None = None  # environment variable with the private key's passphrase
+    public_keys: tuple[Path, ...] = ()
+    required: bool = False  # promote and release refuse an image without valid signed provenance
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,7 @@ class Settings:
     cache: Cache | None = None
     deployments: tuple[Deployment, ...] = field(default_factory=tuple)
     sscan: Sscan = field(default_factory=Sscan)
+    sign: Sign = field(default_factory=Sign)
 
     @property
     def root_ref(self) -> str:

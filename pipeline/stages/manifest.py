@@ -83,8 +83,8 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
         return Freshness(False, f"image {short(image.id)} changed since {display(path)} was written")
     if recorded.get("tag") != ref or data.get("frozen") != settings.frozen:
         return Freshness(False, f"{display(path)} was written for another tag or frozen mode")
-    if data.get("dpkg") and "dpkg_sources" not in data:
-        return Freshness(False, f"{display(path)} was written without the dpkg source packages (an older pipeline)")
+    if data.get("dpkg") and "dpkg_details" not in data:
+        return Freshness(False, f"{display(path)} predates the dpkg_details section (arch, source package)")
     return Freshness(True, f"{display(path)} describes image {short(image.id)}")
 
 
@@ -107,7 +107,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
                      f"{spec.task.replace(':', '-')}.json")
     with tempfile.TemporaryDirectory(prefix="pipeline-manifest-") as tmp:
         os_release = _os_release(engine, spec.ref, Path(tmp), notes)
-        dpkg, dpkg_sources = _dpkg(engine, spec.ref, Path(tmp), notes)
+        dpkg, dpkg_details = _dpkg(engine, spec.ref, Path(tmp), notes)
     python = _python(settings, spec.ref, notes)
     created = image.attrs.get("Created")
     document: dict[str, Any] = {
@@ -119,7 +119,7 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
         "parents": _parents(settings, engine, notes),
         "os_release": os_release,
         "dpkg": dpkg,
-        "dpkg_sources": dpkg_sources,
+        "dpkg_details": dpkg_details,
         "python": python,
         "notes": notes,
     }
@@ -182,15 +182,12 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def _dpkg(
-    engine: Engine, ref: str, tmp: Path, notes: list[str]
-) -> tuple[dict[str, str] | None, dict[str, dict[str, str]] | None]:
-    """(binary -> version, binary -> its source where it differs), or (None, None) without a dpkg database."""
+def _dpkg(engine: Engine, ref: str, tmp: Path, notes: list[str]) -> tuple[dict[str, str] | None, dict[str, Any] | None]:
     text = _copy_text(engine, ref, DPKG_STATUS, tmp)
     if text is None:
         notes.append(f"dpkg: no {DPKG_STATUS} in the image (not a dpkg-based system)")
         return None, None
-    return parse_dpkg_status(text), parse_dpkg_sources(text)
+    return parse_dpkg_status(text), parse_dpkg_details(text)
 
 
 def parse_dpkg_status(text: str) -> dict[str, str]:
@@ -203,24 +200,37 @@ def parse_dpkg_status(text: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def parse_dpkg_sources(text: str) -> dict[str, dict[str, str]]:
-    """Binary -> {source, version} for each installed package whose source name or version differs.
+def parse_dpkg_details(text: str) -> dict[str, dict[str, str]]:
+    """Package -> {arch, source, source_version} of each installed package (an SBOM's purls, the scan's sources).
 
-    dpkg writes ``Source: NAME`` when the source's name differs from the binary's, and
-    ``Source: NAME (VERSION)`` when its version differs too (a binNMU); no field means both are equal.
+    dpkg leaves ``Source:`` out when it equals the package name, and gives it its own
+    version in parentheses when that differs from the binary's (a binNMU).
     """
     out: dict[str, dict[str, str]] = {}
     for paragraph in _paragraphs(text):
         status = paragraph.get("Status", "").split()
-        if not (len(status) == 3 and status[1] == "ok" and status[2] == "installed" and "Package" in paragraph):
+        if not (len(status) == 3 and status[1:] == ["ok", "installed"] and "Package" in paragraph):
             continue
         match = _SOURCE.match(paragraph.get("Source", ""))
-        if not match:
-            continue
-        name, version = match["name"], match["version"] or paragraph.get("Version", "")
-        if name != paragraph["Package"] or version != paragraph.get("Version", ""):
-            out[paragraph["Package"]] = {"source": name, "version": version}
+        name = match["name"] if match else paragraph["Package"]
+        version = (match["version"] if match else None) or paragraph.get("Version", "")
+        out[paragraph["Package"]] = {"arch": paragraph.get("Architecture", ""), "source": name,
+                                     "source_version": version}
     return dict(sorted(out.items()))
+
+
+def dpkg_sources(details: dict[str, dict[str, str]], versions: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Binary -> {source, version} for each package whose source name or version differs from its own."""
+    out = {}
+    for pkg, d in details.items():
+        if d.get("source") != pkg or d.get("source_version") != versions.get(pkg):
+            out[pkg] = {"source": d.get("source", pkg), "version": d.get("source_version", "")}
+    return out
+
+
+def parse_dpkg_sources(text: str) -> dict[str, dict[str, str]]:
+    """:func:`dpkg_sources` of a dpkg status file."""
+    return dpkg_sources(parse_dpkg_details(text), parse_dpkg_status(text))
 
 
 def _paragraphs(text: str) -> Iterable[dict[str, str]]:

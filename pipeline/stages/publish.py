@@ -154,6 +154,9 @@ def promote(settings: Settings, dep: Deployment, source: str | None = None, targ
     if fresh.current:
         log.info("promote:%s: %s", dep.name, fresh.reason)
         return RegistryResult(dep.name, f"{dep.repository}:{dst}", backend.tag_digest(dep.repo, dst) or "", False)
+    from pipeline.stages.verify import require_signed  # sign.required: only a validly signed image moves on
+
+    require_signed(settings, dep, src, f"promote:{dep.name}")
     digest = backend.retag(dep.repo, src, dst)
     log.info("promote:%s: %s:%s -> %s (%s)", dep.name, dep.repository, src, dst, short(digest))
     return RegistryResult(dep.name, f"{dep.repository}:{dst}", digest, True)

@@ -77,6 +77,10 @@ def release(settings: Settings, tag: str | None, root: Path | None = None) -> Re
         raise PipelineError(f"release: give a tag (letters, digits, '_', '.', '-'): doit release -- v1.2.3 (got {tag!r})")
     root = root or settings.deployments_dir.parent
     head = check_repository(settings, root, tag)
+    from pipeline.stages.verify import require_signed  # every image passes the gate before any tag moves
+
+    for dep in settings.deployments:
+        require_signed(settings, dep, dep.tag("promoted", settings.environment), "release")
     images = []
     for dep in settings.deployments:
         result = promote(settings, dep, source=dep.tag("promoted", settings.environment), target=tag)

@@ -28,7 +28,7 @@ from pipeline.scan.policy import judge, load_ignores, relevant
 from pipeline.scan.report import document, gate_failure, summary
 from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.settings import Deployment, Settings
-from pipeline.stages.manifest import manifest_path
+from pipeline.stages.manifest import dpkg_sources, manifest_path
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
@@ -121,7 +121,7 @@ def _inventory_fingerprint(settings: Settings, name: str) -> str | None:
         manifest = yaml.safe_load(manifest_path(settings, name).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return None
-    parts = {key: manifest.get(key) for key in ("image", "os_release", "dpkg", "dpkg_sources", "python")}
+    parts = {key: manifest.get(key) for key in ("image", "os_release", "dpkg", "dpkg_details", "python")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -282,7 +282,8 @@ _DISTROS = {"debian": "Debian", "ubuntu": "Ubuntu"}
 def inventory(settings: Settings, name: str, image_id: str) -> tuple[list[Package], str]:
     """The image's dpkg and Python packages, from build/manifests/NAME.yaml, and the image ID it describes.
 
-    dpkg binaries carry their source package and version (``dpkg_sources``), which Debian's advisories name.
+    dpkg binaries carry their source package and version (the manifest's ``dpkg_details``), which
+    Debian's advisories name.
 
     Raises:
         ConfigError: no manifest of this image yet (run `doit manifest:NAME`).
@@ -296,7 +297,7 @@ def inventory(settings: Settings, name: str, image_id: str) -> tuple[list[Packag
     if recorded != image_id:
         raise ConfigError(f"{display(path)} describes {short(recorded)}, not the current image {short(image_id)}; "
                           f"run `doit manifest:{name}`")
-    if manifest.get("dpkg") and "dpkg_sources" not in manifest:
+    if manifest.get("dpkg") and "dpkg_details" not in manifest:
         raise ConfigError(f"{display(path)} has no dpkg source packages (written by an older pipeline); "
                           f"run `doit manifest:{name}`")
     os_release = manifest.get("os_release") or {}
@@ -308,7 +309,7 @@ def inventory(settings: Settings, name: str, image_id: str) -> tuple[list[Packag
                     "whose advisories the OSV backend knows", name, len(manifest["dpkg"]), os_release.get("ID"))
     elif manifest.get("dpkg"):
         ecosystem = f"{distro}:{os_release.get('VERSION_ID', '')}".rstrip(":")
-        sources = manifest.get("dpkg_sources") or {}
+        sources = dpkg_sources(manifest.get("dpkg_details") or {}, manifest["dpkg"])
         for pkg, version in manifest["dpkg"].items():
             source = sources.get(pkg) or {}
             packages.append(Package(ecosystem, pkg, str(version), str(source.get("source") or ""),

@@ -87,7 +87,8 @@ def promote_tasks() -> Iterator[TaskDict]:
     return per_deployment("promote", "promote every selected image (registry-side retag)", lambda ctx, dep: {
         "doc": f"tag {dep.name}'s pushed manifest with the promoted tag (--from TAG --to TAG to choose)",
         "actions": [(promote_action, [dep.name])],
-        "task_dep": [f"push:{dep.name}", f"scan:{dep.name}"],
+        # A signing checkout verifies what it attested before the tag moves (sign.required also gates inside).
+        "task_dep": [f"push:{dep.name}", f"scan:{dep.name}"] + ([f"verify:{dep.name}"] if ctx.settings.sign.key else []),
         "params": params,
         "uptodate": [StageCheck(f"promote:{dep.name}", _promote_fresh, dep.name, with_options=True)],
     })
@@ -131,11 +132,17 @@ def release_task() -> TaskDict:
 
 
 def image_all_tasks() -> Iterator[TaskDict]:
-    """CI's entry point: build -> test -> push -> scan -> promote, one DAG per deployment."""
-    return per_deployment("image_all", "build, test, push, scan and promote every selected deployment", lambda ctx, dep: {
-        "doc": f"build, test, push, scan and promote {dep.name}",
+    """CI's entry point: build -> test -> push -> sbom -> attest -> scan -> verify -> promote, one DAG per deployment.
+
+    attest and verify are in it when pipeline.yaml has sign.key (verify also with sign.required).
+    """
+    from pipeline.tasks.provenance import supply_chain_deps
+
+    return per_deployment("image_all", "build, test, push, sign, scan, verify and promote every selected deployment",
+                          lambda ctx, dep: {
+        "doc": f"build, test, push, sbom, attest, scan, verify and promote {dep.name}",
         "actions": None,
-        "task_dep": [f"promote:{dep.name}"],
+        "task_dep": [f"push:{dep.name}", *supply_chain_deps(ctx, dep.name), f"promote:{dep.name}"],
     })
 
 

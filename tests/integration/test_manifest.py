@@ -17,8 +17,7 @@ from helpers import (
 
 pytestmark = pytest.mark.docker
 
-KEYS = ["deployment", "image", "environment", "frozen", "inputs", "parents", "os_release", "dpkg", "dpkg_sources",
-        "python", "notes"]
+KEYS = ["deployment", "image", "environment", "frozen", "inputs", "parents", "os_release", "dpkg", "dpkg_details", "python", "notes"]
 
 FAKE_SYSTEM = (
     "RUN mkdir -p /opt/envs/x/lib/python3.11/site-packages/Foo_Bar-1.2.3.dist-info"
@@ -62,15 +61,17 @@ def test_manifest_lists_dpkg_and_python_packages(docker_client: docker.DockerCli
     assert "manifest:alpha" in result.ran, result
     manifest = load_manifest(project, "alpha")
     assert manifest["dpkg"] == {"one": "1.0-1"}
-    assert manifest["dpkg_sources"] == {}  # no Source: field, so "one" is its own source at its own version
+    # no Source: field, so "one" is its own source at its own version
+    assert manifest["dpkg_details"] == {"one": {"arch": manifest["dpkg_details"]["one"]["arch"], "source": "one",
+                                                "source_version": "1.0-1"}}
     assert manifest["python"] == {"/opt/envs/x": {"foo-bar": "1.2.3"}}
     assert manifest["os_release"] == {"ID": "busybox", "NAME": "Busy Box"}
     assert manifest["notes"] == []
     assert_no_containers(docker_client, project.ns)
     # A manifest written before source packages were recorded is stale (the scan needs them).
     path = project.root / "build" / "manifests" / "alpha.yaml"
-    path.write_text(yaml.safe_dump({k: v for k, v in manifest.items() if k != "dpkg_sources"}, sort_keys=False))
-    assert "without the dpkg source packages" in project.info("manifest:alpha", "deployment=alpha").output
+    path.write_text(yaml.safe_dump({k: v for k, v in manifest.items() if k != "dpkg_details"}, sort_keys=False))
+    assert "predates the dpkg_details section" in project.info("manifest:alpha", "deployment=alpha").output
 
 
 def test_manifest_reruns_for_a_new_image_or_a_lost_file(built: Project) -> None:
