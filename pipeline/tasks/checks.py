@@ -16,6 +16,17 @@ from pipeline.stages.results import Freshness
 from pipeline.tasks import context
 
 
+class StateMeta(dict):
+    """``task.meta`` as ``doit info`` should print it: ``meta       : state: REASON`` on one line.
+
+    doit pretty-prints a plain dict, which splits a long string mid-phrase over several
+    lines; pprint prints a dict subclass with its own ``__repr__`` through that repr.
+    """
+
+    def __repr__(self) -> str:
+        return "; ".join(f"{key}: {value}" for key, value in self.items())
+
+
 class StageCheck:
     """An uptodate item: ``fn(ctx, *args, **options) -> Freshness``.
 
@@ -43,7 +54,7 @@ class StageCheck:
         if task is not None:
             # `doit info` prints a task's meta after its status: this is how it shows the state of a
             # current stage too (e.g. "…; pulled from cache"), not only the reasons of a stale one.
-            task.meta = {**(task.meta or {}), "state": fresh.reason}
+            task.meta = StateMeta({**(task.meta or {}), "state": fresh.reason})
         return bool(fresh.current)
 
     def __repr__(self) -> str:
