@@ -185,7 +185,7 @@ def delete(settings: Settings, dep: Deployment, references: list[str]) -> list[s
         RegistryError: nothing given, a reference is unknown, or the registry refuses deletes.
     """
     if not references:
-        raise RegistryError(f"delete:{dep.name}: give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
+        raise RegistryError(f"give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
     done = backend_for(dep.registry).delete(dep.repo, references)
     for item in done:
         log.info("delete:%s: deleted %s", dep.name, item)

@@ -61,7 +61,7 @@ def _paths(text: str) -> tuple[str, ...]:
 def patch_action(ctx: Context, name: str, script: str = "", author: str = "", description: str = "",
                  source: str = "") -> Any:
     if not script:
-        raise ConfigError(f"patch:{name}: give the patch script: doit patch:{name} --script FILE "
+        raise ConfigError(f"give the patch script: doit patch:{name} --script FILE "
                           "--author WHO --description WHAT")
     return patch_image(ctx.settings, ctx.engine, name, Path(script), author, description, source or None)
 

@@ -221,6 +221,11 @@ def test_delete_by_digest_and_tag_together(registry: LocalRegistry, on_registry:
     assert registry.tags(repo) == []
 
 
+def test_delete_without_references_says_what_to_give_naming_the_task_once(project: Project) -> None:
+    result = project.run("delete:alpha")
+    assert_clean_failure(result, "ERROR: delete:alpha: give the tags or digests to delete: doit delete:alpha -- TAG")
+
+
 def test_delete_where_deletes_are_disabled_says_so(nodelete_registry: LocalRegistry, project: Project) -> None:
     use_generic_registry(project, nodelete_registry.host)
     digest = pushed(project, nodelete_registry)
