@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from pipeline import lock
+from pipeline import interrupt, lock
 from pipeline.errors import LockTimeout
 from pipeline.units import human_size
 
@@ -22,10 +22,6 @@ LOCK_FREE = frozenset(
 )
 # Tasks whose stdout is data (`doit secrets_cat:demo > file`): no task lines, no summary around it.
 QUIET = frozenset({"secrets_cat", "env_export"})
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @dataclass
@@ -47,6 +43,7 @@ class PipelineReporter(ConsoleReporter):
         super().__init__(outstream, options)
         self._rows: dict[str, _Row] = {}
         self._started: dict[str, float] = {}
+        self._running: dict[str, Any] = {}  # started, not finished: what an interrupt stopped
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         # Runs only for commands that execute tasks (not list or info), before any state is read.
@@ -58,14 +55,15 @@ class PipelineReporter(ConsoleReporter):
             except LockTimeout as exc:
                 raise InvalidTask(str(exc)) from None
         # A cancelled CI job sends SIGTERM: unwind like Ctrl-C so child processes are stopped
-        # and doit keeps the state of the tasks that finished.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # and doit keeps the state of the tasks that finished; complete_run then says so in one line.
+        interrupt.install()
         super().initialize(tasks, selected_tasks)
 
     _quiet = False
 
     def execute_task(self, task: Any) -> None:
         self._started[task.name] = time.monotonic()
+        self._running[task.name] = task
         if not self._quiet:
             super().execute_task(task)
 
@@ -86,6 +84,7 @@ class PipelineReporter(ConsoleReporter):
         super().add_failure(task, fail)
 
     def _record(self, task: Any, result: str) -> None:
+        self._running.pop(task.name, None)
         if not task.actions or task.name.startswith("_"):
             return
         started = self._started.get(task.name)
@@ -96,6 +95,14 @@ class PipelineReporter(ConsoleReporter):
         super().complete_run()
         if self._rows and not self._quiet:
             self.write(summary_table(list(self._rows.values())))
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            # Called from doit's `finally` while the KeyboardInterrupt unwinds (the state is saved by
+            # then): one line instead of its traceback, and the shell's exit code for the signal.
+            # (A stage that ends on Ctrl-C by design, like run_lab, has caught it: nothing unwinds.)
+            running = [name for name, task in self._running.items() if task.actions and not name.startswith("_")]
+            self.write(interrupt.line(running) + "\n")
+            self.outstream.flush()
+            raise SystemExit(interrupt.exit_code())
 
 
 def summary_table(rows: list[_Row]) -> str:
