@@ -186,11 +186,13 @@ _REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+
 
 
 def parse_cache(sec: Section) -> Cache | None:
-    """``cache: {repo, pull, push}``: off unless given."""
+    """``cache: {repo, pull, push, connect_timeout, timeout}``: off unless given."""
     if not sec.data:
         return None
-    sec.reject_unknown(["repo", "pull", "push"])
+    sec.reject_unknown(["repo", "pull", "push", "connect_timeout", "timeout"])
     repo = sec.req("repo")
     if not _REPO.match(repo):
         raise sec.error(f"key 'cache.repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
-    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True))
+    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True),
+                 connect_timeout=sec.number("connect_timeout", 3.0, minimum=0.1),
+                 timeout=sec.number("timeout", 10.0, minimum=0.1))

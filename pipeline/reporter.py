@@ -96,6 +96,9 @@ class PipelineReporter(ConsoleReporter):
         super().complete_run()
         if self._rows and not self._quiet:
             self.write(summary_table(list(self._rows.values())))
+            cache = sys.modules.get("pipeline.cache")  # loaded only when a stage used the cache
+            for line in cache.skipped() if cache is not None else ():
+                self.write(line + "\n")
         if isinstance(sys.exc_info()[1], KeyboardInterrupt):
             # Called from doit's `finally` while the KeyboardInterrupt unwinds (the state is saved by
             # then): one line instead of its traceback, and the shell's exit code for the signal.

@@ -80,6 +80,8 @@ class Cache:
     repo: str
     pull: bool = True
     push: bool = True
+    connect_timeout: float = 3.0  # seconds to open a connection to the registry
+    timeout: float = 10.0  # seconds to wait for an answer once connected
 
 
 @dataclass(frozen=True)
