@@ -20,14 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from docker.utils import build as docker_build  # noqa: E402
+from docker.utils import build as docker_build
 
-from pipeline import config  # noqa: E402
-from pipeline.buildctx.ignore import read_dockerignore  # noqa: E402
-from pipeline.engine import Engine  # noqa: E402
-from pipeline.hashing import FileHasher  # noqa: E402
-from pipeline.plan import chain_specs, mission_spec  # noqa: E402
-from pipeline.stages.images import plan_build  # noqa: E402
+from pipeline import config
+from pipeline.buildctx.ignore import read_dockerignore
+from pipeline.engine import Engine
+from pipeline.hashing import FileHasher
+from pipeline.plan import chain_specs, mission_spec
+from pipeline.stages.images import plan_build
 
 
 def main() -> None:

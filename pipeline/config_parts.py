@@ -196,12 +196,14 @@ _REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+
 
 
 def parse_cache(sec: Section, base: Path) -> Cache | None:
-    """``cache: {repo, pull, push, trust}``: off unless given."""
+    """``cache: {repo, pull, push, trust, connect_timeout, timeout}``: off unless given."""
     if not sec.data:
         return None
-    sec.reject_unknown(["repo", "pull", "push", "trust"])
+    sec.reject_unknown(["repo", "pull", "push", "trust", "connect_timeout", "timeout"])
     repo = sec.req("repo")
     if not _REPO.match(repo):
         raise sec.error(f"key 'cache.repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
     trust = key_files(sec, "trust", base)
-    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True), trust=trust)
+    return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True), trust=trust,
+                 connect_timeout=sec.number("connect_timeout", 3.0, minimum=0.1),
+                 timeout=sec.number("timeout", 10.0, minimum=0.1))

@@ -8,7 +8,7 @@ is also written to build/reports/last-run.json (and GitHub's job summary).
 
 from __future__ import annotations
 
-import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,22 +16,19 @@ from typing import Any
 from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from pipeline import lock, runlog, runreport
+from pipeline import interrupt, lock, runlog, runreport
 from pipeline.errors import LockTimeout
 from pipeline.units import human_size
 
 # Tasks that only look at images or run long interactive containers: they must not hold the
 # run lock (a developer's `doit sh:demo` would otherwise block every other run in the checkout).
+# secrets_edit is not among them: a second edit of the same checkout must wait, or one edit is lost.
 LOCK_FREE = frozenset(
     {"exec", "sh", "root_sh", "dev", "run_lab", "cp", "env_list", "env_export", "history", "graph",
-     "secrets_edit", "secrets_cat"}
+     "secrets_cat"}
 )
 # Tasks whose stdout is data (`doit secrets_cat:demo > file`): no task lines, no summary around it.
 QUIET = frozenset({"secrets_cat", "env_export"})
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @dataclass
@@ -65,6 +62,7 @@ class PipelineReporter(ConsoleReporter):
         self._wall: dict[str, float] = {}
         self._why: dict[str, list[str]] = {}
         self._run_started = time.time()
+        self._running: dict[str, Any] = {}  # started, not finished: what an interrupt stopped
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         # Runs only for commands that execute tasks (not list or info), before any state is read.
@@ -79,8 +77,8 @@ class PipelineReporter(ConsoleReporter):
             # `doit graph`) beside a CI build must not overwrite the build's record.
             self._report = True
         # A cancelled CI job sends SIGTERM: unwind like Ctrl-C so child processes are stopped
-        # and doit keeps the state of the tasks that finished.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # and doit keeps the state of the tasks that finished; complete_run then says so in one line.
+        interrupt.install()
         runlog.running = True
         self._run_started = time.time()
         super().initialize(tasks, selected_tasks)
@@ -95,6 +93,7 @@ class PipelineReporter(ConsoleReporter):
         if reasons is not None:
             # doit runs a task whose checks all found it current only when forced
             self._why[task.name] = reasons or ["forced (doit -a / --always-execute)"]
+        self._running[task.name] = task
         if not self._quiet:
             super().execute_task(task)
             if reasons is not None and task.actions:
@@ -120,6 +119,7 @@ class PipelineReporter(ConsoleReporter):
         super().add_failure(task, fail)
 
     def _record(self, task: Any, result: str) -> None:
+        self._running.pop(task.name, None)
         if not task.actions or task.name.startswith("_"):
             return
         started = self._started.get(task.name)
@@ -137,17 +137,28 @@ class PipelineReporter(ConsoleReporter):
 
     def complete_run(self) -> None:
         super().complete_run()
-        if not self._rows:
-            return
-        rows = list(self._rows.values())
-        if not self._quiet:
-            self.write(summary_table(rows))
-        if not self._report:
-            return
-        stage_rows = [_stage_row(r) for r in rows]
-        started, finished = runlog.utc(self._run_started), runlog.utc(time.time())
-        runreport.write_json(runlog.BUILD_DIR, stage_rows, started=started, finished=finished, totals=_totals(rows))
-        runreport.append_step_summary(stage_rows, _totals(rows))
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        if self._rows:
+            rows = list(self._rows.values())
+            if not self._quiet:
+                self.write(summary_table(rows))
+                cache = sys.modules.get("pipeline.cache")  # loaded only when a stage used the cache
+                for line in cache.skipped() if cache is not None else ():
+                    self.write(line + "\n")
+            if self._report:
+                stage_rows = [_stage_row(r) for r in rows]
+                started, finished = runlog.utc(self._run_started), runlog.utc(time.time())
+                runreport.write_json(runlog.BUILD_DIR, stage_rows, started=started, finished=finished,
+                                     totals=_totals(rows))
+                runreport.append_step_summary(stage_rows, _totals(rows))
+        if interrupted:
+            # Called from doit's `finally` while the KeyboardInterrupt unwinds (the state is saved by
+            # then): one line instead of its traceback, and the shell's exit code for the signal.
+            # (A stage that ends on Ctrl-C by design, like run_lab, has caught it: nothing unwinds.)
+            running = [name for name, task in self._running.items() if task.actions and not name.startswith("_")]
+            self.write(interrupt.line(running) + "\n")
+            self.outstream.flush()
+            raise SystemExit(interrupt.exit_code())
 
 
 def summary_table(rows: list[_Row]) -> str:

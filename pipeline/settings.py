@@ -81,6 +81,8 @@ class Cache:
     pull: bool = True
     push: bool = True
     trust: tuple[Path, ...] = ()  # public keys: with any, only entries with provenance signed by one are used
+    connect_timeout: float = 3.0  # seconds to open a connection to the registry
+    timeout: float = 10.0  # seconds to wait for an answer once connected
 
 
 @dataclass(frozen=True)

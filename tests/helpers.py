@@ -40,6 +40,7 @@ RUN_TIMEOUT = 300.0
 
 _RAN = re.compile(r"^\.  (\S+)\s*$")
 _UPTODATE = re.compile(r"^-- (\S+)\s*$")
+_DOUBLED_PREFIX = re.compile(r"\b([a-z_]+(?::[\w.-]+)?): \1: ")  # `ERROR: release: release: …`
 
 
 def is_image_stage(task: str) -> bool:
@@ -119,6 +120,8 @@ def assert_clean_failure(result: RunResult, *needles: str) -> None:
     assert "Traceback" not in result.output, f"traceback instead of a message\n{result}"
     for needle in needles:
         assert needle.lower() in result.output.lower(), f"{needle!r} not in output\n{result}"
+    doubled = _DOUBLED_PREFIX.search(result.output)
+    assert not doubled, f"task named twice: {doubled.group(0)!r}\n{result}"
 
 
 def assert_reason(result: RunResult, *needles: str) -> None:

@@ -68,12 +68,35 @@ class RegistryHttp:
         self.session = requests.Session()
         self._auth: dict[str, str] = {}  # scope -> Authorization header
         self.attempts = registry.retries + 1
+        self.timeout: tuple[float, float] = TIMEOUT  # (connect, read)
 
-    def quick(self) -> RegistryHttp:
-        """The same client (session, tokens) without retries: for up-to-date checks, which must not stall."""
+    def quick(self, timeout: tuple[float, float] | None = None) -> RegistryHttp:
+        """The same client (session, tokens) without retries: for up-to-date checks, which must not stall.
+
+        ``timeout`` (connect, read) replaces the default for the clone (the stage cache's own).
+        """
         clone = copy.copy(self)
         clone.attempts = 1
+        if timeout is not None:
+            clone.timeout = timeout
         return clone
+
+    def ping(self) -> None:
+        """One GET of ``/v2/``, no retries: any HTTP answer (200, or 401 asking for credentials) will do.
+
+        Raises:
+            RegistryUnavailable: no connection, no answer within the timeout, or a 5xx.
+        """
+        try:
+            resp = self.session.get(f"{self.base}/", timeout=self.timeout)
+        except requests.ConnectTimeout:
+            raise RegistryUnavailable(f"registry {self.host}: no connection within {self.timeout[0]:g} s") from None
+        except requests.ReadTimeout:
+            raise RegistryUnavailable(f"registry {self.host}: connected, but no answer within {self.timeout[1]:g} s") from None
+        except requests.ConnectionError as exc:
+            raise RegistryUnavailable(f"registry {self.host}: {_short(exc)}") from None
+        if resp.status_code >= 500:
+            raise RegistryUnavailable(f"registry {self.host}: {resp.status_code} {resp.reason}")
 
     # -- manifests ---------------------------------------------------------------------
 
@@ -141,7 +164,7 @@ class RegistryHttp:
             if scope in self._auth:
                 headers["Authorization"] = self._auth[scope]
             try:
-                resp = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+                resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = _short(exc)
             else:

@@ -35,7 +35,7 @@ def clean_registry(settings: Settings, name: str, severity: str = "HIGH", yes: b
     dep = settings.deployment(name)
     severity = severity.upper()
     if severity not in SEVERITIES:
-        raise PipelineError(f"clean_registry:{name}: --severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        raise PipelineError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     ecr = backend_for(dep.registry).ecr
     if ecr is None:
         raise PipelineError(f"clean_registry:{name}: needs an ECR registry (untagged images and scan summaries); "
@@ -53,7 +53,7 @@ def clean_registry(settings: Settings, name: str, severity: str = "HIGH", yes: b
                     log.info("clean_registry:%s: %s  %s", name, image["imageDigest"],
                              ", ".join(f"{s} {counts[s]}" for s in SEVERITIES if counts.get(s)))
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-        raise RegistryError(f"clean_registry:{name}: cannot list {dep.repo}: {exc}") from None
+        raise RegistryError(f"cannot list {dep.repo}: {exc}") from None
     if not candidates:
         log.info("clean_registry:%s: no untagged image with findings at %s or worse", name, severity)
         return CleanResult((), False)
@@ -63,6 +63,6 @@ def clean_registry(settings: Settings, name: str, severity: str = "HIGH", yes: b
         return CleanResult(tuple(candidates), False)
     failures = ecr.delete(dep.repo, candidates)
     if failures:
-        raise RegistryError(f"clean_registry:{name}: could not delete {'; '.join(failures)}")
+        raise RegistryError(f"could not delete {'; '.join(failures)}")
     log.info("clean_registry:%s: deleted %d untagged images", name, len(candidates))
     return CleanResult(tuple(candidates), True)

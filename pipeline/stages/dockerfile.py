@@ -37,5 +37,5 @@ def write_dockerfile(settings: Settings, spec: ImageSpec) -> FileResult:
     text, _ = rendered_text(settings, spec)
     check_model(settings, spec, text)
     changed = write_text(spec.rendered_path, text)
-    log.info("%s: %s %s", spec.task, "wrote" if changed else "kept", display(spec.rendered_path))
+    log.info("dockerfile:%s: %s %s", spec.deployment, "wrote" if changed else "kept", display(spec.rendered_path))
     return FileResult(str(spec.rendered_path), sha256_text(text), changed)

@@ -83,7 +83,7 @@ def copy_out(settings: Settings, engine: Engine, name: str, words: Sequence[str]
     source = str(PurePosixPath("/", paths[0]))  # relative to the image's root, like docker cp
     base = PurePosixPath(source).name
     if not base:
-        raise PipelineError(f"cp:{name}: give a file or directory in the image, not {source}")
+        raise PipelineError(f"give a file or directory in the image, not {source}")
     dest = Path(paths[1]).expanduser()
     _, ref = mission_image(settings, engine, name)
     target = dest / base if dest.is_dir() else dest

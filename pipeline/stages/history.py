@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ WIDTH = 70  # of the instruction column
 LARGEST = 5
 MARK = "*"
 _SHELL = "/bin/sh -c "
+# The classic builder writes COPY/ADD sources as `file:<sha256>` / `dir:<sha256>`: 64 hex digits that hide the rest.
+_CONTENT_HASH = re.compile(r"\b((?:file|dir|multi|sha256):[0-9a-f]{12})[0-9a-f]{52}\b")
+_COPY = re.compile(r"^((?:COPY|ADD)(?: --\S+)* )(.*?)( (?:in )?\S+)$")  # command, sources, destination
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,22 @@ def instruction(entry: Mapping[str, Any], *, full: bool = False, width: int = WI
         text = "RUN " + text
     if full:
         return text
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(" ".join(text.split()), width)
+
+
+def shorten(text: str, width: int = WIDTH) -> str:
+    """At most ``width`` characters: content hashes cut to 12 digits first; a COPY/ADD keeps its
+    command and destination (sources are elided in the middle); anything else is cut at the end."""
+    text = _CONTENT_HASH.sub(r"\1…", text)
+    if len(text) <= width:
+        return text
+    copy = _COPY.match(text)
+    if copy:
+        head, sources, dest = copy.groups()
+        room = width - len(head) - len(dest) - 1
+        if room >= 8:
+            return f"{head}{sources[:room]}…{dest}"
+    return text[: width - 1] + "…"
 
 
 def layers_of(entries: Sequence[Mapping[str, Any]], *, full: bool = False) -> tuple[Layer, ...]:

@@ -51,7 +51,8 @@ TAIL = 20
 # The parts of an image's Config that a commit must carry over (everything but the container's identity).
 _CONTAINER_ONLY = ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
                    "OpenStdin", "StdinOnce", "Image")
-_WRAPPER = 'cd "$1" && exec "$2"'
+# stderr joins stdout in the container: one pipe keeps their order (the daemon reads two pipes concurrently).
+_WRAPPER = 'cd "$1" && exec "$2" 2>&1'
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,12 @@ def source_image(settings: Settings, engine: Engine, name: str, source: str | No
 
 
 def patch_image(settings: Settings, engine: Engine, name: str, script: Path, author: str, description: str,
-                source: str | None = None, extra: Mapping[str, tuple[bytes, int]] | None = None) -> PatchResult:
+                source: str | None = None, extra: Mapping[str, tuple[bytes, int]] | None = None,
+                script_hint: str = "give an existing file with --script") -> PatchResult:
     """Run ``script`` as root in a container from the source image and tag the commit as the mission image.
+
+    ``script_hint`` says what to do when the script cannot be read: only ``patch`` has ``--script``.
+    Messages do not name the task: the boundary does (patch_os and patch_ssl come through here too).
 
     Raises:
         ConfigError: no script, author or description, or the script cannot be read.
@@ -260,12 +265,11 @@ def patch_image(settings: Settings, engine: Engine, name: str, script: Path, aut
     """
     started = time.monotonic()
     if not author.strip() or not description.strip():
-        raise ConfigError(f"patch:{name}: give --author and --description (they are recorded in the image)")
+        raise ConfigError("give --author and --description (they are recorded in the image)")
     try:
         body = script.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"patch:{name}: cannot read the patch script {display(script)}: {exc.strerror}; "
-                          "give an existing file with --script") from None
+        raise ConfigError(f"cannot read the patch script {display(script)}: {exc.strerror}; {script_hint}") from None
     ref, src = source_image(settings, engine, name, source)
     directory = f"{PATCH_ROOT}/{short_id(src.id)}"
     when = utc_now()
@@ -324,7 +328,10 @@ def patch_os(settings: Settings, engine: Engine, name: str, author: str, descrip
         ConfigError: the script is missing; see :func:`patch_image` for the rest.
     """
     script = apt_upgrade_script(settings)
-    return patch_image(settings, engine, name, script, author, description or "OS upgrade", source)
+    hint = (f"put the OS-upgrade script at {display(settings.deployments_dir / 'common' / 'scripts' / 'apt-upgrade')} "
+            "or reinstall the pipeline, which ships one; or run your own with `doit patch:NAME --script FILE`")
+    return patch_image(settings, engine, name, script, author, description or "OS upgrade", source,
+                       script_hint=hint)
 
 
 SSL_SCRIPT = """#!/bin/sh
@@ -370,10 +377,10 @@ def patch_ssl(settings: Settings, engine: Engine, name: str, author: str, descri
     try:
         certs = split_pem(path.read_text(encoding="utf-8", errors="replace"))
     except OSError as exc:
-        raise ConfigError(f"patch_ssl:{name}: cannot read the CA bundle {display(path)}: {exc.strerror}; "
+        raise ConfigError(f"cannot read the CA bundle {display(path)}: {exc.strerror}; "
                           "run `doit certs` or give --bundle FILE") from None
     if not certs:
-        raise ConfigError(f"patch_ssl:{name}: {display(path)} holds no BEGIN CERTIFICATE block; give a PEM bundle")
+        raise ConfigError(f"{display(path)} holds no BEGIN CERTIFICATE block; give a PEM bundle")
     extra = {f"certs/pipeline-ca-{i:03d}.crt": (pem.encode(), 0o644) for i, pem in enumerate(certs)}
     with tempfile.TemporaryDirectory(prefix="pipeline-ssl-") as tmp:
         script = Path(tmp) / "install-ca-bundle"

@@ -206,7 +206,7 @@ def delete(settings: Settings, dep: Deployment, references: list[str], *, all_ta
         RegistryError: nothing given, a reference is unknown, other tags would go too, or the registry refuses.
     """
     if not references:
-        raise RegistryError(f"delete:{dep.name}: give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
+        raise RegistryError(f"give the tags or digests to delete: doit delete:{dep.name} -- TAG|DIGEST …")
     backend = backend_for(dep.registry)
     if backend.ecr is None:
         for ref in references:

@@ -42,28 +42,28 @@ def check_repository(settings: Settings, root: Path, tag: str) -> str:
     try:
         branch = git(root, "rev-parse", "--abbrev-ref", "HEAD")
     except CommandFailed:
-        raise PipelineError(f"release: {root} is not a git checkout; run it from the project's repository") from None
+        raise PipelineError(f"{root} is not a git checkout; run it from the project's repository") from None
     if branch != want:
-        raise PipelineError(f"release: on branch {branch!r}, releases come from {want!r}; `git checkout {want}` first")
+        raise PipelineError(f"on branch {branch!r}, releases come from {want!r}; `git checkout {want}` first")
     if git(root, "status", "--porcelain", "--untracked-files=no"):
-        raise PipelineError("release: the working tree has uncommitted changes; commit or stash them first")
+        raise PipelineError("the working tree has uncommitted changes; commit or stash them first")
     try:
         upstream = git(root, "rev-parse", "--abbrev-ref", f"{want}@{{upstream}}")
     except CommandFailed:
-        raise PipelineError(f"release: branch {want} has no upstream; `git push -u origin {want}` first") from None
+        raise PipelineError(f"branch {want} has no upstream; `git push -u origin {want}` first") from None
     remote = upstream.split("/", 1)[0]
     try:
         git(root, "fetch", "--quiet", remote)
     except CommandFailed as exc:
-        raise PipelineError(f"release: cannot fetch {remote} to compare with it: {str(exc).splitlines()[-1].strip()}") from None
+        raise PipelineError(f"cannot fetch {remote} to compare with it: {str(exc).splitlines()[-1].strip()}") from None
     counts = git(root, "rev-list", "--left-right", "--count", f"HEAD...{upstream}").split()
     ahead, behind = int(counts[0]), int(counts[1])
     if ahead or behind:
         raise PipelineError(
-            f"release: {want} is not in sync with {upstream} ({ahead} ahead, {behind} behind); push or pull first"
+            f"{want} is not in sync with {upstream} ({ahead} ahead, {behind} behind); push or pull first"
         )
     if git(root, "tag", "--list", tag):
-        raise PipelineError(f"release: git tag {tag} already exists; choose a new version")
+        raise PipelineError(f"git tag {tag} already exists; choose a new version")
     return git(root, "rev-parse", "HEAD")
 
 
@@ -74,7 +74,7 @@ def release(settings: Settings, tag: str | None, root: Path | None = None) -> Re
         PipelineError: bad tag, repository not ready, or a registry refused.
     """
     if not tag or not _TAG.match(tag):
-        raise PipelineError(f"release: give a tag (letters, digits, '_', '.', '-'): doit release -- v1.2.3 (got {tag!r})")
+        raise PipelineError(f"give a tag (letters, digits, '_', '.', '-'): doit release -- v1.2.3 (got {tag!r})")
     root = root or settings.deployments_dir.parent
     head = check_repository(settings, root, tag)
     from pipeline.stages.verify import require_signed  # every image passes the gate before any tag moves

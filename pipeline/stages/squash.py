@@ -137,17 +137,46 @@ def squash_freshness(settings: Settings, engine: Engine, name: str) -> Freshness
     return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (one layer)")
 
 
-def import_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
-    """Current while NAMESPACE/squash-NAME:imported was made from the current crosslinked image."""
+def file_identity(path: Path) -> dict[str, Any] | None:
+    """What import records of a file it read or wrote: resolved path, size and mtime (None when absent)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def import_freshness(settings: Settings, engine: Engine, name: str, archive: str = "",
+                     keep_archive: str = "") -> Freshness:
+    """Current while NAMESPACE/squash-NAME:imported was made from the current crosslinked image, and
+    from exactly ``archive`` as it is now when given (never from another one when not), and while
+    ``keep_archive``, when given, holds what that import wrote."""
+    ref = imported_ref(settings, name)
     crossed = engine.image(crosslinked_ref(settings, name))
     if crossed is None:
         return Freshness(False, f"image {crosslinked_ref(settings, name)} is missing")
-    have = engine.image(imported_ref(settings, name))
+    have = engine.image(ref)
     if have is None:
-        return Freshness(False, f"image {imported_ref(settings, name)} is missing")
+        return Freshness(False, f"image {ref} is missing")
     if squash_label(have).get("crosslinked") != crossed.id:
-        return Freshness(False, f"{imported_ref(settings, name)} was not imported from {short(crossed.id)}")
-    return Freshness(True, f"{imported_ref(settings, name)} ({short(have.id)}) is current")
+        return Freshness(False, f"{ref} was not imported from {short(crossed.id)}")
+    done = (records.load(record_path(settings, name)) or {}).get("import") or {}
+    if done.get("image") not in (None, have.id):
+        return Freshness(False, f"{ref} ({short(have.id)}) is not the image the last import made")
+    given = done.get("given")
+    if archive:
+        now = file_identity(Path(archive))
+        if now is None:
+            return Freshness(False, f"--archive {display(Path(archive))} does not exist")
+        if given != now:
+            return Freshness(False, f"{ref} was not imported from --archive {display(Path(archive))} as it is now")
+    elif given:
+        return Freshness(False, f"{ref} was imported from --archive {given.get('path')}, not from "
+                                f"{short(crossed.id)} itself")
+    if keep_archive and (file_identity(Path(keep_archive)) is None
+                         or done.get("kept") != file_identity(Path(keep_archive))):
+        return Freshness(False, f"--keep-archive {display(Path(keep_archive))} was not written by the import of {ref}")
+    return Freshness(True, f"{ref} ({short(have.id)}) is current")
 
 
 def export_freshness(settings: Settings, engine: Engine, name: str, keep_archive: str = "") -> Freshness:
@@ -251,7 +280,7 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
     started = time.monotonic()
     crossed = engine.require(crosslinked_ref(settings, name), f"run `doit crosslink:{name}` first")
     ref = imported_ref(settings, name)
-    if transform is None and import_freshness(settings, engine, name).current:
+    if transform is None and import_freshness(settings, engine, name, archive, keep_archive).current:
         have = engine.require(ref, "it vanished while checking")
         log.info("import:%s: %s (%s) is current", name, ref, short(have.id))
         return StepResult(name, "import", have.id, crossed.id, "", 0.0, False)
@@ -262,11 +291,23 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
         from_file = default_archive(settings, name)
     counter = [0]
     sent = hashlib.sha256()
+    given = file_identity(from_file) if archive and from_file is not None else None
+    if archive and given is None:
+        raise PipelineError(f"--archive {display(Path(archive))} does not exist; give the tar that "
+                            f"`doit export:{name} --keep-archive FILE` wrote")
+    if keep_archive and from_file is not None and Path(keep_archive).resolve() == from_file.resolve():
+        raise PipelineError(f"--keep-archive {display(Path(keep_archive))} is the archive being read; "
+                            "give another path")
+    sink = Path(keep_archive).open("wb") if keep_archive else None
     if from_file is not None:
         log.info("import:%s: importing %s", name, display(from_file))
-        image_id = engine.import_tar(_tee(_maybe(transform, _file_chunks(from_file)), None, counter, sent), changes)
+        try:
+            image_id = engine.import_tar(_tee(_maybe(transform, _tee(_file_chunks(from_file), sink, [0])), None,
+                                              counter, sent), changes)
+        finally:
+            if sink is not None:
+                sink.close()
     else:
-        sink = Path(keep_archive).open("wb") if keep_archive else None
         try:
             with _Exported(settings, engine, crossed) as exported:
                 log.info("import:%s: streaming docker export of %s into docker import%s", name, short(crossed.id),
@@ -293,6 +334,8 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
     seconds = time.monotonic() - started
     _update_record(settings, name, **{"import": {"source": crossed.id, "image": image_id, "bytes": counter[0],
                                                  "archive": str(from_file or keep_archive or ""),
+                                                 "given": given,
+                                                 "kept": file_identity(Path(keep_archive)) if keep_archive else None,
                                                  "seconds": round(seconds, 3)}})
     log.info("import:%s: %s (%s) from %d bytes in %.1f s", name, ref, short(image_id), counter[0], seconds)
     return StepResult(name, "import", image_id, crossed.id, str(from_file or keep_archive or ""), seconds, True)

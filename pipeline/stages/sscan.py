@@ -24,7 +24,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline import records
+from pipeline import records, yamlfile
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, ScanIncomplete
 from pipeline.hashing import FileHasher, sha256_text
@@ -118,7 +118,7 @@ def inputs(settings: Settings, hasher: FileHasher, scanner: str) -> Inputs:
     _check_name(scanner)
     found = files.discover(settings)
     if scanner == "yaml":
-        return Inputs(scanner, files.digests(hasher, found.yaml), {"pyyaml": yaml.__version__})
+        return Inputs(scanner, files.digests(hasher, found.yaml), {"pyyaml": yaml.__version__, "rules": "duplicate-keys"})
     if scanner in ("lint", "bandit"):
         config = files.ruff_config(settings) if scanner == "lint" else files.bandit_config(settings)
         extra = {"config": str(config) if config else None, "tool": _tool_version(_MODULES[scanner])}
@@ -276,7 +276,7 @@ def _incomplete_hint(settings: Settings, scanner: str, summary: str) -> str:
 
 def _fix_hint(scanner: str) -> str:
     return {
-        "yaml": "fix the YAML syntax at the lines shown",
+        "yaml": "fix the YAML at the lines shown (syntax, keys given twice)",
         "lint": "fix the lines shown (ruff check --fix fixes some)",
         "bandit": "fix the lines shown, or mark a reviewed line with `# nosec BXXX`",
         "deps": "upgrade the packages shown, or add a reviewed entry to an sscan.ignore file",
@@ -300,10 +300,8 @@ def _yaml_problem(path: Path) -> str | None:
         return f"{display(path)}: not UTF-8 text"
     except OSError as exc:
         return f"{display(path)}: cannot read: {exc.strerror}"
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        for _ in yaml.load_all(text, Loader=loader):
-            pass
+        yamlfile.parse_all(text)  # a key given twice is a problem too: PyYAML alone keeps the last one
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -17,6 +17,11 @@ from pipeline.tasks import context
 log = logging.getLogger(__name__)
 
 
+def with_task(name: str, message: str) -> str:
+    """``NAME: message``: this boundary names the task, so a message that already starts with it is kept as is."""
+    return message if message.startswith(f"{name}: ") else f"{name}: {message}"
+
+
 def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a module-level action: log to build/logs/TASK.log, translate known errors.
 
@@ -38,7 +43,7 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
                     result = fn(ctx, *args, **kwargs)
                 except PipelineError as exc:
                     log.debug("%s failed: %s", name, exc)
-                    message = f"{name}: {exc}\n  (full log: {logfile})"
+                    message = f"{with_task(name, str(exc))}\n  (full log: {logfile})"
                     # "Could not be done" (e.g. a scan) is an error, exit code 2; a refusal is a failure, 1.
                     return TaskError(message) if getattr(exc, "incomplete", False) else TaskFailed(message)
                 finally:

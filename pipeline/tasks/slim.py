@@ -61,7 +61,7 @@ def _paths(text: str) -> tuple[str, ...]:
 def patch_action(ctx: Context, name: str, script: str = "", author: str = "", description: str = "",
                  source: str = "") -> Any:
     if not script:
-        raise ConfigError(f"patch:{name}: give the patch script: doit patch:{name} --script FILE "
+        raise ConfigError(f"give the patch script: doit patch:{name} --script FILE "
                           "--author WHO --description WHAT")
     return patch_image(ctx.settings, ctx.engine, name, Path(script), author, description, source or None)
 
@@ -118,8 +118,8 @@ def _export_fresh(ctx: Context, name: str, keep_archive: str = "", **_: Any) -> 
     return export_freshness(ctx.settings, ctx.engine, name, keep_archive)
 
 
-def _import_fresh(ctx: Context, name: str) -> Freshness:
-    return import_freshness(ctx.settings, ctx.engine, name)
+def _import_fresh(ctx: Context, name: str, archive: str = "", keep_archive: str = "", **_: Any) -> Freshness:
+    return import_freshness(ctx.settings, ctx.engine, name, archive, keep_archive)
 
 
 def _squash_fresh(ctx: Context, name: str) -> Freshness:
@@ -209,7 +209,7 @@ def import_tasks() -> Iterator[TaskDict]:
         "import", import_action,
         lambda name, ref: f"single-layer image of the crosslinked {ref}, configuration restored",
         "import each selected deployment's crosslinked file system as one layer",
-        uptodate=lambda name: [StageCheck(f"import:{name}", _import_fresh, name)],
+        uptodate=lambda name: [StageCheck(f"import:{name}", _import_fresh, name, with_options=True)],
         task_dep=lambda name: [f"crosslink:{name}"],
         params=[_param("archive", "import this tar instead of build/squash/NAME.tar or a stream"), KEEP],
     )

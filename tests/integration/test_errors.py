@@ -55,11 +55,26 @@ def unknown_environment(p: Project) -> tuple[str, ...]:
     return "pipeline.yaml", "environment", "staging"
 
 
+def namespace_given_twice(p: Project) -> tuple[str, ...]:
+    lines = p.read("pipeline.yaml").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("namespace:")) + 1
+    p.write("pipeline.yaml", p.read("pipeline.yaml") + "namespace: shared\n")  # PyYAML alone keeps this one
+    return "pipeline.yaml", f"key 'namespace' is given twice (lines {first} and {len(lines) + 1})"
+
+
+def deployment_key_given_twice(p: Project) -> tuple[str, ...]:
+    p.append("alpha/deployment.yaml", "repo: other\n")
+    return "alpha/deployment.yaml:3:", "key 'repo' is given twice (lines 1 and 3)"
+
+
 @pytest.mark.parametrize("breakage", [unknown_pipeline_key, unknown_deployment_key, missing_chain_dockerfile,
-                                      two_root_kinds, unknown_environment], ids=lambda f: f.__name__)
+                                      two_root_kinds, unknown_environment, namespace_given_twice,
+                                      deployment_key_given_twice], ids=lambda f: f.__name__)
 def test_bad_config_is_reported(docker_client: docker.DockerClient, project: Project, breakage: Breakage) -> None:
     needles = breakage(project)
-    assert_clean_failure(project.run(), *needles)
+    result = project.run()
+    assert_clean_failure(result, *needles)
+    assert result.rc == 3, result  # a configuration error, like every other one
     assert_nothing_built(docker_client, project)
 
 

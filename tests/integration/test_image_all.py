@@ -129,7 +129,7 @@ def test_release_refuses_off_the_main_branch(registry: LocalRegistry, checkout: 
     project = checkout
     git(project.root, "switch", "-q", "-c", "feature")
     result = project.run("release", "--", RELEASE)
-    assert_clean_failure(result, "main")
+    assert_clean_failure(result, "ERROR: release: on branch 'feature', releases come from 'main'")
     assert_no_release(project, registry)
 
 

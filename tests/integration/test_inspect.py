@@ -14,6 +14,7 @@ from helpers import (
     assert_ok,
     assert_reason,
     image_id,
+    line_with,
 )
 
 pytestmark = pytest.mark.docker
@@ -90,6 +91,8 @@ def test_history_table_newest_first_with_total(built: Project) -> None:
     total = next(i for i, line in enumerate(lines) if line.startswith("total "))
     assert header < trailer < custom < total, first.output
     assert any(line.startswith("*") for line in lines[header:total]), "largest layers not marked"
+    # the classic builder's `COPY file:<sha256> in DEST`: the hash is shortened, the destination kept
+    assert line_with(first.output, "COPY file:", "… in /opt/common-scripts/hello.sh"), first.output
     # a view: never cached
     again = built.run("history:alpha")
     assert "history:alpha" in again.ran, again

@@ -47,3 +47,18 @@ def test_views_skip_the_run_lock_but_builds_wait_for_it(built: Project) -> None:
     assert blocked.rc != 0
     assert "another doit run in this checkout holds" in blocked.output and "Traceback" not in blocked.output
     assert not blocked.ran
+
+
+def test_dockerfile_task_logs_under_its_own_name_and_info_prints_the_state_on_one_line(built: Project) -> None:
+    built.append("alpha/Dockerfile.custom", "RUN echo more > /more\n")
+    result = built.run("dockerfile:alpha")
+    assert result.rc == 0, result.output
+    assert any(line.startswith("dockerfile:alpha: wrote ") for line in result.output.splitlines()), result.output
+    assert "build:alpha:" not in result.output, result.output
+
+    info = built.info("chain:common")  # current: doit info shows how, from the task's meta
+    assert info.rc == 0, info.output
+    meta = [line for line in info.output.splitlines() if line.startswith("meta")]
+    assert len(meta) == 1, info.output
+    assert meta[0].split(":", 1)[1].strip().startswith("state: "), info.output
+    assert meta[0].rstrip().endswith(")") and "is current" in meta[0], info.output  # the whole reason, one line

@@ -72,6 +72,19 @@ def test_patch_commits_keeps_config_and_records_history(docker_client: docker.Do
     assert_no_containers(docker_client, alpha.ns)
 
 
+def test_patch_output_keeps_stdout_and_stderr_in_order(alpha: Project, tmp_path: Path) -> None:
+    body = "".join(f"echo out-{i}\necho err-{i} >&2\n" for i in range(40))
+    result = patch(alpha, script(tmp_path, "noisy.sh", body))
+    assert_ok(result)
+    expected = [f"{kind}-{i}" for i in range(40) for kind in ("out", "err")]
+    seen = [line.strip() for line in result.output.splitlines() if line.strip().startswith(("out-", "err-"))]
+    assert seen == expected, result.output
+    logged = [line.rsplit(": ", 1)[-1] for line in alpha.build_log("patch:alpha").read_text().splitlines()
+              if line.rsplit(": ", 1)[-1].startswith(("out-", "err-"))]
+    assert logged == expected
+    assert alpha.build_log("patch:alpha").read_text().count("out-0") == 1
+
+
 def test_patches_stack_and_history_lists_them_in_order(docker_client: docker.DockerClient, alpha: Project,
                                                        tmp_path: Path) -> None:
     ref = alpha.mission_tag("alpha")

@@ -258,6 +258,11 @@ def test_delete_of_a_tag_that_shares_its_digest_refuses_unless_all_tags(registry
     assert registry.tags(repo) == [] and registry.digest(repo, digest) is None
 
 
+def test_delete_without_references_says_what_to_give_naming_the_task_once(project: Project) -> None:
+    result = project.run("delete:alpha")
+    assert_clean_failure(result, "ERROR: delete:alpha: give the tags or digests to delete: doit delete:alpha -- TAG")
+
+
 def test_delete_where_deletes_are_disabled_says_so(nodelete_registry: LocalRegistry, project: Project) -> None:
     use_generic_registry(project, nodelete_registry.host)
     digest = pushed(project, nodelete_registry)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 from pathlib import Path
 
 import docker
@@ -122,13 +124,63 @@ def test_poisoned_cache_entry_is_rejected_and_the_stage_built(
         clean_engine(engine_b, project.ns)
 
 
-def test_registry_down_while_the_cache_is_on_builds_locally(project: Project) -> None:
-    use_cache(project, f"127.0.0.1:{free_port()}", retries=0)  # nothing listens there
-    result = project.run()
+class SilentRegistry:
+    """A TCP port that accepts connections and never answers (a hung registry); counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)  # held open, never read from or written to
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
+def assert_cache_skipped_once(result, host: str) -> None:
     assert result.rc == 0, result.output[-3000:]
     assert result.image_stages == set(IMAGE_STAGES)
-    assert "stage cache is unavailable" in result.output
     assert "Traceback" not in result.output
+    warnings = [line for line in result.output.splitlines() if "WARNING" in line and "cache" in line]
+    assert len(warnings) == 1 and "stage cache" in warnings[0] and "is unavailable" in warnings[0], result.output
+    assert host in warnings[0], warnings
+    summary = [line for line in result.output.splitlines() if line.startswith("stage cache ")]
+    assert len(summary) == 1 and "skipped for the rest of this run" in summary[0], result.output
+    assert "built locally" in summary[0]
+
+
+def test_registry_down_while_the_cache_is_on_builds_locally(project: Project) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    use_cache(project, host, retries=0)
+    result = project.run()
+    assert_cache_skipped_once(result, host)
+    assert "connection refused" in result.output
+
+
+def test_a_hung_cache_registry_costs_one_timeout_for_the_whole_run(project: Project) -> None:
+    silent = SilentRegistry()
+    try:
+        use_cache(project, silent.host)
+        project.update_yaml("pipeline.yaml", lambda c: c["cache"].update(connect_timeout=1, timeout=2))
+        result = project.run(timeout=120)  # before: ~86 s per image stage (lookup, then push timeouts)
+        assert_cache_skipped_once(result, silent.host)
+        assert "no answer within 2 s" in result.output, result.output
+        assert len(silent.connections) == 1, f"{len(silent.connections)} connections to a hung cache"
+    finally:
+        silent.close()
 
 
 def test_parallel_run_builds_each_image_exactly_once(project: Project) -> None:

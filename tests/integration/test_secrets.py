@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import RunResult, run_doit
+from helpers import BackgroundRun, RunResult, run_doit
 from services import MotoServer, require_tool
 
 ORIGINAL = "hunter2-original"
@@ -42,6 +43,14 @@ EDITOR = textwrap.dedent("""\
         text = "new_key: " + os.environ["EDIT_VALUE"] + "\\n"
     elif mode == "broken":
         text = "a: [1, 2\\n"
+    elif mode == "add":  # add EDIT_KEY; with EDIT_HOLD, keep the editor open until that file exists
+        import pathlib, time
+        key = os.environ["EDIT_KEY"]
+        pathlib.Path(os.environ["EDIT_MARKS"], key).touch()
+        hold = os.environ.get("EDIT_HOLD")
+        while hold and not os.path.exists(hold):
+            time.sleep(0.05)
+        text = text + key + ": added\\n"
     open(path, "w").write(text)
 """)
 
@@ -281,3 +290,32 @@ def test_sts_refusal_is_one_line(secrets: Secrets) -> None:
     result = secrets.run("secrets_clone:alpha", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y",
                          AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard")
     assert_failed(result, "STS", ROLE_ARN)
+
+
+def test_a_second_edit_waits_for_the_first_and_no_edit_is_lost(secrets: Secrets, tmp_path: Path) -> None:
+    assert secrets.run("secrets_clone:alpha").rc == 0
+    before = secrets.commits()
+    marks, hold = tmp_path / "marks", tmp_path / "release-first-editor"
+    marks.mkdir()
+    common = {**secrets.env, "EDIT_MODE": "add", "EDIT_MARKS": str(marks)}
+    with BackgroundRun(secrets.root, ["secrets_edit:alpha"], tmp_path / "first.log",
+                       env={**common, "EDIT_KEY": "first_key", "EDIT_HOLD": str(hold)}) as first:
+        deadline = time.monotonic() + 60
+        while not (marks / "first_key").exists():
+            assert first.proc.poll() is None and time.monotonic() < deadline, first.output()
+            time.sleep(0.05)
+        with BackgroundRun(secrets.root, ["secrets_edit:alpha"], tmp_path / "second.log",
+                           env={**common, "EDIT_KEY": "second_key"}) as second:
+            deadline = time.monotonic() + 60
+            while "waiting for another doit run" not in second.output():
+                assert second.proc.poll() is None and time.monotonic() < deadline, second.output()
+                time.sleep(0.05)
+            assert not (marks / "second_key").exists(), "the second editor opened while the first was open"
+            hold.touch()
+            done = [first.wait(timeout=60), second.wait(timeout=60)]
+    for result in done:
+        assert result.rc == 0 and "Traceback" not in result.output, str(result)
+    assert secrets.commits() == before + 2
+    shown = secrets.run("secrets_cat:alpha")
+    assert "first_key: added" in shown.output and "second_key: added" in shown.output, str(shown)
+    assert f"db_password: {ORIGINAL}" in shown.output

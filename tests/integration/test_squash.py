@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,43 @@ def assert_same_tree_links_allowed(before: tuple[dict, list], after: tuple[dict,
 
 def link_groups_by_name(groups: list[set[str]]) -> list[set[str]]:
     return sorted((g for g in groups if any(p.startswith("/opt/dups/") for p in g)), key=sorted)
+
+
+def test_import_options_are_part_of_its_up_to_date_check(docker_client: docker.DockerClient,
+                                                         mission: tuple[Project, str], tmp_path: Path) -> None:
+    project, _ = mission
+    imported = f"{project.ns}/squash-alpha:imported"
+    assert_ok(project.run("export:alpha"))
+    assert_ok(project.run("import:alpha"))
+    assert "import:alpha" in project.run("import:alpha").uptodate
+    given = tmp_path / "given.tar"
+    shutil.copyfile(project.root / "build" / "squash" / "alpha.tar", given)
+
+    first = project.run("import:alpha", "--archive", str(given))  # was "up to date": --archive ignored
+    assert_ok(first)
+    assert "import:alpha" in first.ran and "given.tar" in first.output, first
+    assert "import:alpha" in project.run("import:alpha", "--archive", str(given)).uptodate
+
+    with tarfile.open(given, "a") as tar:  # a new file in the same archive: it must be read again
+        data = b"only in the given archive\n"
+        info = tarfile.TarInfo("given-marker")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    again = project.run("import:alpha", "--archive", str(given))
+    assert_ok(again)
+    assert "import:alpha" in again.ran, again
+    out = docker_client.containers.run(imported, ["cat", "/given-marker"], entrypoint=[], remove=True,
+                                       network_mode="none", labels={"pipeline.namespace": project.ns})
+    assert out == data
+
+    plain = project.run("import:alpha")  # the image came from another archive: no longer current
+    assert_ok(plain)
+    assert "import:alpha" in plain.ran, plain
+    kept = tmp_path / "kept.tar"
+    assert "import:alpha" in project.run("import:alpha", "--keep-archive", str(kept)).ran
+    assert kept.is_file() and kept.stat().st_size > 1_000_000
+    assert "import:alpha" in project.run("import:alpha", "--keep-archive", str(kept)).uptodate
+    assert_no_containers(docker_client, project.ns)
 
 
 def _settings(project: Project) -> Any:
