@@ -107,7 +107,7 @@ class Collector:
         full = self.context / resolved
         try:
             st = full.lstat()
-        except FileNotFoundError:
+        except OSError:
             raise ContextError(source.line, f"source {source.path} not found in the build context {self.context}; "
                                             "create it or fix the line") from None
         if stat.S_ISDIR(st.st_mode):
@@ -128,7 +128,7 @@ class Collector:
             full = self.context / current
             try:
                 st = full.lstat()
-            except FileNotFoundError:
+            except OSError:  # missing, or a file where a directory should be
                 return "/".join([current, *parts])  # reported by the caller
             if not stat.S_ISLNK(st.st_mode):
                 done.append(part)

@@ -36,6 +36,7 @@ class Source:
     path: str
     line: int
     excludes: tuple[str, ...] = ()
+    dynamic: bool = False  # the path came from a variable (it may need the parent image's ENV)
 
 
 @dataclass(frozen=True)
@@ -209,9 +210,12 @@ class _Model:
             if handler and moved.keyword != "FROM":
                 handler(moved)
 
+    def _raw_copy_args(self, instr: Instruction) -> list[str]:
+        return list(instr.json_args) if instr.json_args is not None else instr.rest.split()
+
     def _copy_args(self, instr: Instruction) -> list[str]:
         heredoc_names = {f"<<{h.name}" for h in instr.heredocs}
-        raw = list(instr.json_args) if instr.json_args is not None else instr.rest.split()
+        raw = self._raw_copy_args(instr)
         out = []
         for word in raw:
             bare = word.lstrip("0123456789").replace("<<-", "<<").replace("'", "").replace('"', "")
@@ -238,7 +242,8 @@ class _Model:
             return
         excludes = tuple(self._expand(v, instr.line) for v in instr.flag("exclude"))
         checksum = [self._expand(v, instr.line) for v in instr.flag("checksum")]
-        for src in sources:
+        raw_sources = self._raw_copy_args(instr)[:-1]
+        for src, raw in zip(sources, raw_sources, strict=True):
             if src == "<<heredoc>>":
                 continue
             low = src.lower()
@@ -255,7 +260,7 @@ class _Model:
                     raise ModelError(instr.line, "ADD --checksum needs BuildKit: set builder.buildkit: true")
                 self.result.urls.append(f"{src} {checksum[-1]}")
                 continue
-            self.result.sources.append(Source(src, instr.line, excludes))
+            self.result.sources.append(Source(src, instr.line, excludes, dynamic="$" in raw))
 
     def _from_reference(self, ref: str, line: int) -> None:
         names = {s.name.lower() for s in self.stages if s.name}
@@ -282,4 +287,5 @@ class _Model:
                 self._from_reference(source_from, instr.line)
                 continue
             if kind == "bind":
-                self.result.sources.append(Source(fields.get("source", fields.get("src", ".")) or ".", instr.line))
+                path = fields.get("source", fields.get("src", ".")) or "."
+                self.result.sources.append(Source(path, instr.line, dynamic="$" in raw))

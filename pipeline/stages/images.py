@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline import keystore
 from pipeline.buildctx.collect import Collector, ContextError
-from pipeline.buildctx.send import BuildContext
+from pipeline.buildctx.send import DOCKERFILE_NAME, BuildContext
 from pipeline.cache import stage_cache
 from pipeline.config import Settings
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
@@ -99,6 +99,9 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
     except (ModelError, ContextError) as exc:
         raise ConfigError(f"{locate(spec, exc.line)}: {exc}") from None
     entries = collector.with_parents()
+    if DOCKERFILE_NAME in entries:
+        raise ConfigError(f"{display(spec.context / DOCKERFILE_NAME)}: the pipeline sends the rendered Dockerfile under "
+                          "this name; rename the file")
     declared = model.declared
     key = image_key(
         rendered=text,
@@ -131,7 +134,8 @@ def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
             _check_parent(model, ImageInfo(parent_id, (), {}, 0, {}), spec)
         collector = Collector(spec.context, FileHasher(None), allow_empty_globs=settings.buildkit)
         for source in model.sources:
-            collector.add(source)
+            if not source.dynamic:  # a path from a variable may need the parent's ENV: the build's key checks it
+                collector.add(source)
     except (ModelError, ContextError) as exc:
         raise ConfigError(f"{locate(spec, exc.line)}: {exc}") from None
 

@@ -232,3 +232,14 @@ def test_cache_mounts_added_to_each_run_once_never_inside_heredocs() -> None:
     assert lines[3] == "RUN --mount=type=cache,target=/c true"
     assert lines[5].startswith("RUN --mount=") and lines[6] == "RUN this is a heredoc line"
     assert add_cache_mounts(out) == out
+
+
+def test_a_file_where_a_directory_should_be_is_not_found(context: Path) -> None:
+    with pytest.raises(ContextError, match="not found"):
+        files_of(HEAD + "COPY data.txt/x /o/\n", context)
+
+
+def test_sources_from_variables_are_marked_dynamic() -> None:
+    text = HEAD + "COPY $X/a plain /o/\nRUN --mount=type=bind,source=${Y},target=/y true\n"
+    analysis = analyse(text, buildargs={"BASE_IMAGE": PARENT}, images=lookup(), buildkit=True)
+    assert [(s.path, s.dynamic) for s in analysis.sources] == [("/a", True), ("plain", False), (".", True)]
