@@ -42,16 +42,22 @@ def old_way_commands() -> list[list[str]]:
     sys.path.insert(0, str(ROOT))
     from pipeline import config
     from pipeline.plan import chain_specs, mission_spec
+    from pipeline.stages.images import rendered_text
 
     os.chdir(ROOT)
     settings = config.load(ROOT / "deployments", {"deployment": "demo"})
     specs = [*chain_specs(settings), mission_spec(settings, settings.deployment("demo"))]
     commands = []
     parent = settings.root_ref
+    out = ROOT / "build" / "bench-old"
+    out.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         tag = f"bench-old/{spec.task.replace(':', '-')}:latest"
-        argv = [CLI, "build", "-q", "-f", str(spec.rendered_path), "-t", tag]
-        argv += ["--build-arg", f"BASE_IMAGE={parent}", "--build-arg", f"USE_FROZEN={spec.buildargs['USE_FROZEN']}"]
+        dockerfile = out / f"{spec.task.replace(':', '-')}.Dockerfile"
+        dockerfile.write_text(rendered_text(settings, spec)[0])
+        argv = [CLI, "build", "-q", "-f", str(dockerfile), "-t", tag]
+        for key, value in {**spec.buildargs, "BASE_IMAGE": parent}.items():
+            argv += ["--build-arg", f"{key}={value}"]
         commands.append([*argv, str(spec.context)])
         parent = tag
     return commands

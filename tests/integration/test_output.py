@@ -58,7 +58,8 @@ def test_dockerfile_task_logs_under_its_own_name_and_info_prints_the_state_on_on
 
     info = built.info("chain:common")  # current: doit info shows how, from the task's meta
     assert info.rc == 0, info.output
-    meta = [line for line in info.output.splitlines() if line.startswith("meta")]
-    assert len(meta) == 1, info.output
-    assert meta[0].split(":", 1)[1].strip().startswith("state: "), info.output
-    assert meta[0].rstrip().endswith(")") and "is current" in meta[0], info.output  # the whole reason, one line
+    lines = info.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("meta"))
+    state = [line.strip() for line in lines[start:] if line.strip().startswith("state: ")]
+    assert len(state) == 1, info.output
+    assert state[0].endswith(")") and "is current" in state[0], info.output  # the whole reason, on its own line
