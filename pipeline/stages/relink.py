@@ -49,7 +49,7 @@ DEFAULT_PATHS = (
     "/opt/*/*/lib/python3*/site-packages",
 )
 _CHUNK = 1 << 20
-READ_AHEAD = 8  # chunks of about _CHUNK read from the export ahead of the linker
+READ_AHEAD = 8  # MiB read from the export ahead of the linker (in the Engine API's 32 KiB pieces)
 SEND_AHEAD = 8  # chunks of about _CHUNK made by the linker ahead of the import
 
 Tamper = Callable[[Iterator[bytes]], Iterator[bytes]]
@@ -165,17 +165,14 @@ class _Ahead:
     :meth:`Relinker.stream`), and the caller's sends to the import.  Without them one
     thread alternates between waiting for the export, linking and waiting for the
     import, and each waits for the others (measured: 1.9x the pipe's time).
-    ``coalesce`` joins small chunks (the Engine API's export arrives in 32 KiB pieces)
-    into chunks of at least that many bytes, so that the linker loops less.
     An exception in the thread is raised where the chunks are read.
     """
 
     _END = object()
 
-    def __init__(self, chunks: Iterable[bytes], depth: int, name: str, coalesce: int = 0) -> None:
+    def __init__(self, chunks: Iterable[bytes], depth: int, name: str) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._coalesce = coalesce
         self._thread = threading.Thread(target=self._run, args=(chunks,), name=name, daemon=True)
         self._thread.start()
 
@@ -190,21 +187,9 @@ class _Ahead:
 
     def _run(self, chunks: Iterable[bytes]) -> None:
         try:
-            parts: list[bytes] = []
-            have = 0
             for chunk in chunks:
-                if not self._coalesce:
-                    if not self._put(chunk):
-                        return
-                    continue
-                parts.append(chunk)
-                have += len(chunk)
-                if have >= self._coalesce:
-                    if not self._put(b"".join(parts)):
-                        return
-                    parts, have = [], 0
-            if parts and not self._put(b"".join(parts)):
-                return
+                if not self._put(chunk):
+                    return
             self._put(self._END)
         except BaseException as exc:  # handed to the reading thread, which raises it
             self._put(exc)
@@ -235,7 +220,8 @@ class _Ahead:
 
 
 def _read_ahead(chunks: Iterable[bytes]) -> _Ahead:
-    return _Ahead(chunks, READ_AHEAD, "export-read-ahead", coalesce=_CHUNK)
+    # not coalesced: joining the 32 KiB pieces would copy every byte once more, holding the GIL
+    return _Ahead(chunks, READ_AHEAD * 32, "export-read-ahead")
 
 
 class _Container:
