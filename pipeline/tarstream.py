@@ -8,23 +8,28 @@ first copy.  Two files are linked only when size, content (sha256), owner,
 mode and extended attributes are all equal; symlinks, empty files and files
 outside ``roots`` are never touched.  Nothing is written to disk.
 
-Hashing: a stream cannot be rewound, so the digest of the *first* file of a
-size must be taken as it passes (the later one is compared with it).  Only
-candidate files (regular, non-empty, under ``roots``) are hashed; a file whose
-size has not been seen before is copied out at once while it is hashed.
+Hashing: a stream cannot be rewound, so by default the digest of the *first* file
+of a size is taken as it passes (the later one is compared with it), however far
+apart the copies are; only candidate files (regular, non-empty, under ``roots``) are
+hashed.  ``lookback=N`` instead hashes a first copy only when a file of its size
+follows while its bytes are still among the last N bytes sent (kept in memory);
+it hashes little more than the files that recur, but never links to a copy that
+left the lookback (``docker export`` walks the tree in order, so the copies of a
+file in two conda envs lie a whole env apart).  Asking the engine for an earlier
+file again costs about 40 ms a file (measured), which is why neither mode does.
 
 Spool: a file whose size was seen before must be decided before its header is
 written, so its data is held in memory, up to ``spool_bound`` bytes (default
 64 MiB).  A larger one is read through ``reread`` (the Engine API's archive
 endpoint) first when given, else it is copied out unlinked.  Peak memory is
-therefore the spool bound, plus about 2 MiB of I/O buffers, plus about 200 bytes
-per candidate file for the table of first copies.
+therefore the spool bound, plus about 2 MiB of I/O buffers, plus the lookback,
+plus about 200 bytes per candidate file for the table of first copies.
 
-Verification on the way: each entry's emitted header blocks are parsed again
-and compared with the entry read (path, type, mode, owner, size, link target,
-xattrs); a link is checked against the rule once more; the data bytes written
-are counted.  :attr:`Relinker.sent_sha256` is the sha256 of every byte
-yielded, which is the diffID ``docker import`` gives the layer it made from them.
+Verification on the way: a member that is not linked is sent with exactly the
+header blocks it was read with; a link member is generated, so it is parsed again
+and checked against the rule before it is sent; the data bytes written are
+counted.  :attr:`Relinker.sent_sha256` is the sha256 of every byte yielded, which
+is the diffID ``docker import`` gives the layer it made from them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import struct
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -49,7 +55,7 @@ class StreamError(PipelineError):
     """The tar stream is truncated or corrupt, or what was written does not match what was read."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One tar member: ``raw`` is every header block of it (PAX/GNU blocks included), unchanged."""
 
@@ -79,33 +85,48 @@ class Entry:
 
 
 class _Reader:
-    """Exact reads over an iterable of chunks; ``offset`` counts the bytes consumed."""
+    """Exact reads over an iterable of chunks; ``offset`` counts the bytes consumed.
+
+    A read that straddles two chunks copies only the bytes it returns (never the rest of a chunk).
+    """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._it = iter(chunks)
         self._buf = memoryview(b"")
         self.offset = 0
 
-    def _fill(self) -> bool:
+    def _next(self) -> memoryview | None:
         for chunk in self._it:
             if chunk:
-                self._buf = memoryview(bytes(self._buf) + bytes(chunk)) if self._buf else memoryview(chunk)
-                return True
-        return False
+                return memoryview(chunk)
+        return None
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end of the stream)."""
-        while len(self._buf) < n and self._fill():
-            pass
-        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
-        self.offset += len(out)
-        return out
+        buf = self._buf
+        if len(buf) >= n:
+            self._buf = buf[n:]
+            self.offset += n
+            return bytes(buf[:n])
+        parts, have = [bytes(buf)], len(buf)
+        self._buf = memoryview(b"")
+        while have < n and (chunk := self._next()) is not None:
+            take = chunk[:n - have]
+            parts.append(bytes(take))
+            have += len(take)
+            self._buf = chunk[len(take):]
+        self.offset += have
+        return b"".join(parts)
 
     def pieces(self, n: int) -> Iterator[memoryview]:
         """``n`` bytes as zero-copy slices; raises StreamError when the stream ends first."""
         while n > 0:
-            if not self._buf and not self._fill():
-                raise StreamError(f"is truncated: it ends {n} bytes short of the end of a file (at byte {self.offset})")
+            if not self._buf:
+                chunk = self._next()
+                if chunk is None:
+                    raise StreamError(f"is truncated: it ends {n} bytes short of the end of a file "
+                                      f"(at byte {self.offset})")
+                self._buf = chunk
             piece, self._buf = self._buf[:n], self._buf[n:]
             n -= len(piece)
             self.offset += len(piece)
@@ -310,6 +331,16 @@ class Counts:
     bytes_saved: int = 0
     bytes_read: int = 0
     bytes_sent: int = 0
+    out_of_reach: int = 0  # lookback only: earlier copies compared with too late, their bytes gone (never linked to)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """lookback only: a first copy not hashed yet, and where its data lies in the stream sent."""
+
+    name: str
+    entry: Entry
+    offset: int
 
 
 class Relinker:
@@ -318,19 +349,31 @@ class Relinker:
     Iterate :meth:`stream` to get the chunks to send; afterwards :attr:`counts`,
     :attr:`sent_sha256` and :attr:`listing_sha256` are final.  ``link=False`` copies
     every entry (the listing and hashes are still made).
+
+    ``lookback=0`` (the default) hashes every candidate as it passes, so a duplicate is
+    found however far apart the copies are.  ``lookback=N`` hashes a first copy only
+    when a file of its size (and owner, mode, xattrs) follows, from the last N bytes
+    sent, which are kept; a first copy whose bytes are no longer kept is never linked to
+    (``counts.out_of_reach``).  That costs N bytes of memory and finds only duplicates
+    less than N bytes apart, but hashes nothing else.
     """
 
     def __init__(self, chunks: Iterable[bytes], roots: Sequence[str], *, spool_bound: int = SPOOL_BOUND,
-                 reread: Callable[[str], bytes] | None = None, link: bool = True) -> None:
+                 reread: Callable[[str], bytes] | None = None, link: bool = True, lookback: int = 0) -> None:
         self._reader = _Reader(chunks)
         self._roots = Roots(roots)
         self.spool_bound = spool_bound
         self._reread = reread
         self._link = link
+        self.lookback = lookback
         self._sizes: set[int] = set()
         self._first: dict[bytes, tuple[str, Entry]] = {}
+        self._pending: dict[int, list[_Pending]] = {}
+        self._kept: deque[tuple[int, bytearray]] = deque()  # lookback: (offset, chunk) of the last bytes sent
+        self._kept_bytes = 0
         self._sent = hashlib.sha256()
         self._listing = hashlib.sha256()
+        self._lines: list[str] = []
         self.counts = Counts()
         self.peak_spool = 0
         self._out = bytearray()
@@ -342,51 +385,64 @@ class Relinker:
 
     @property
     def listing_sha256(self) -> str:
+        self._hash_lines()
         return "sha256:" + self._listing.hexdigest()
+
+    def _hash_lines(self) -> None:
+        if self._lines:
+            self._listing.update("".join(self._lines).encode("utf-8", "surrogateescape"))
+            self._lines = []
 
     def _flush(self) -> Iterator[bytes]:
         if self._out:
             chunk, self._out = self._out, bytearray()
             self._sent.update(chunk)
+            if self.lookback:
+                self._kept.append((self.counts.bytes_sent, chunk))
+                self._kept_bytes += len(chunk)
+                while self._kept_bytes - len(self._kept[0][1]) >= self.lookback:
+                    self._kept_bytes -= len(self._kept.popleft()[1])
             self.counts.bytes_sent += len(chunk)
+            self._hash_lines()
             yield chunk
 
-    def _emit_header(self, raw: bytes, entry: Entry, linked_to: tuple[str, Entry] | None) -> None:
+    def _emit_link(self, entry: Entry, target_name: str, target: Entry) -> None:
+        """A hard-link member for ``entry``, parsed again and checked against the linking rule before it is sent."""
+        raw = link_header(entry.name, target_name, target)
         written = parse_headers(raw)
-        if linked_to is None:
-            if not written.same(entry):
-                raise StreamError(f"wrote a header for {entry.path} that differs from the one read")
-        else:
-            target_name, target = linked_to
-            if not (written.type == b"1" and written.name == entry.name and written.linkname == target_name
-                    and (target.size, target.uid, target.gid, target.mode, target.xattrs)
-                    == (entry.size, entry.uid, entry.gid, entry.mode, entry.xattrs)):
-                raise StreamError(f"wrote a link for {entry.path} that breaks the linking rule")
+        if not (written.type == b"1" and written.name == entry.name and written.linkname == target_name
+                and (target.size, target.uid, target.gid, target.mode, target.xattrs)
+                == (entry.size, entry.uid, entry.gid, entry.mode, entry.xattrs)):
+            raise StreamError(f"wrote a link for {entry.path} that breaks the linking rule")
         self._out += raw
 
     def _list(self, entry: Entry, digest: bytes | None) -> None:
         link = entry.linkname if entry.type in (b"1", b"2") else "-"
-        line = "\t".join((entry.path, entry.type.decode("latin-1") or "0", f"{entry.mode:o}",
-                          f"{entry.uid}:{entry.gid}", str(entry.size) if entry.regular else "-",
-                          digest.hex() if digest else "-", link, ",".join(k for k, _ in entry.xattrs)))
-        self._listing.update(line.encode("utf-8", "surrogateescape") + b"\n")
+        self._lines.append("\t".join((entry.path, entry.type.decode("latin-1") or "0", f"{entry.mode:o}",
+                                      f"{entry.uid}:{entry.gid}", str(entry.size) if entry.regular else "-",
+                                      digest.hex() if digest else "-", link,
+                                      ",".join(k for k, _ in entry.xattrs))) + "\n")
 
     def stream(self) -> Iterator[bytes]:
         """The tar to send, in chunks of about 1 MiB.
+
+        Every member that is not linked is sent with the header blocks it was read
+        with, byte for byte; a link member is parsed again and checked before it is sent.
 
         Raises:
             StreamError: the export stream is truncated or corrupt, or a check of what was written failed.
         """
         reader = self._reader
+        roots = self._roots
         while True:
             entry = read_entry(reader)
             if entry is None:
                 break
             self.counts.entries += 1
-            if not entry.regular or entry.size == 0 or not self._roots.holds(entry.path):
+            if not entry.regular or entry.size == 0 or not roots.holds(entry.path):
                 self.counts.files += entry.regular
                 self._list(entry, None)
-                self._emit_header(entry.raw, entry, None)
+                self._out += entry.raw
                 yield from self._copy(entry.size)
                 continue
             self.counts.files += 1
@@ -400,26 +456,35 @@ class Relinker:
 
     def _copy(self, size: int, digest: hashlib._Hash | None = None) -> Iterator[bytes]:
         """Copy ``size`` data bytes and the padding after them, hashing into ``digest`` when given."""
+        out = self._out
         for piece in self._reader.pieces(_padded(size)):
             if digest is not None and size > 0:
                 digest.update(piece[:size])
                 size -= len(piece)
-            self._out += piece
-            if len(self._out) >= OUT_CHUNK:
+            out += piece
+            if len(out) >= OUT_CHUNK:
                 yield from self._flush()
-        if len(self._out) >= OUT_CHUNK:
-            yield from self._flush()
+                out = self._out
 
     def _candidate(self, entry: Entry) -> Iterator[bytes]:
         counts = self.counts
-        counts.hashed_bytes += entry.size
         if entry.size not in self._sizes:  # cannot be a duplicate of anything before it: out at once
             self._sizes.add(entry.size)
+            self._out += entry.raw
+            if self.lookback:  # hashed only if a file of its size follows while its bytes are kept
+                self._pending.setdefault(entry.size, []).append(
+                    _Pending(entry.name, replace(entry, raw=b""), counts.bytes_sent + len(self._out)))
+                self._list(entry, None)
+                yield from self._copy(entry.size)
+                return
+            counts.hashed_bytes += entry.size
             digest = hashlib.sha256()
-            self._emit_header(entry.raw, entry, None)
             yield from self._copy(entry.size, digest)
             self._remember(digest.digest(), entry)
             return
+        if self.lookback:
+            self._resolve(entry)
+        counts.hashed_bytes += entry.size
         if entry.size <= self.spool_bound:
             counts.spooled += 1
             data = bytearray()
@@ -435,14 +500,51 @@ class Relinker:
             yield from self._decide(entry, digest, None)
             return
         digest_obj = hashlib.sha256()
-        self._emit_header(entry.raw, entry, None)
+        self._out += entry.raw
         yield from self._copy(entry.size, digest_obj)
         self._remember(digest_obj.digest(), entry)
+
+    def _resolve(self, entry: Entry) -> None:
+        """lookback: hash the unhashed first copies that ``entry`` could duplicate, from the bytes kept."""
+        pending = self._pending.get(entry.size)
+        if not pending:
+            return
+        left = []
+        for first in pending:
+            if (first.entry.uid, first.entry.gid, first.entry.mode, first.entry.xattrs) != \
+                    (entry.uid, entry.gid, entry.mode, entry.xattrs):
+                left.append(first)
+                continue
+            digest = self._kept_digest(first.offset, entry.size)
+            if digest is None:
+                self.counts.out_of_reach += 1
+                continue
+            self.counts.hashed_bytes += entry.size
+            key = _meta_key(digest, first.entry)
+            if key not in self._first:
+                self._first[key] = (first.name, first.entry)
+        if left:
+            self._pending[entry.size] = left
+        else:
+            del self._pending[entry.size]
+
+    def _kept_digest(self, offset: int, size: int) -> bytes | None:
+        """The sha256 of ``size`` bytes sent from ``offset``, or None when they are no longer kept."""
+        if (self._kept[0][0] if self._kept else self.counts.bytes_sent) > offset:
+            return None
+        digest = hashlib.sha256()
+        end = offset + size
+        for start, chunk in (*self._kept, (self.counts.bytes_sent, self._out)):
+            lo, hi = max(offset, start), min(end, start + len(chunk))
+            if lo < hi:
+                with memoryview(chunk) as view:
+                    digest.update(view[lo - start:hi - start])
+        return digest.digest()
 
     def _decide(self, entry: Entry, digest: bytes, data: bytearray | None) -> Iterator[bytes]:
         first = self._first.get(_meta_key(digest, entry)) if self._link else None
         if first is not None:
-            self._emit_header(link_header(entry.name, first[0], first[1]), entry, first)
+            self._emit_link(entry, first[0], first[1])
             self.counts.files_linked += 1
             self.counts.bytes_saved += entry.size
             self._list(entry, digest)
@@ -451,7 +553,7 @@ class Relinker:
             if len(self._out) >= OUT_CHUNK:
                 yield from self._flush()
             return
-        self._emit_header(entry.raw, entry, None)
+        self._out += entry.raw
         if data is not None:
             self._out += data
             if len(self._out) >= OUT_CHUNK:

@@ -3,13 +3,15 @@
 ``crosslink:NAME`` makes ``NAMESPACE/squash-NAME:crosslinked``: the mission
 image's file system exported, duplicates linked on the way and imported as one
 layer with the source's configuration (see :mod:`pipeline.stages.relink`), plus
-the label ``pipeline.crosslink`` with the ID of the image it was made from.  It
-is current while that label names the image the mission tag holds.  Nothing
-runs inside the image.
+the label ``pipeline.crosslink`` = ``{"source": ID, "paths": [...]}``: the image it
+was made from and the directories it linked under.  It is current while that label
+names the image the mission tag holds and the paths asked for now (``--paths``, or
+the defaults).  Nothing runs inside the image.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.keys import short
-from pipeline.stages.relink import relink_image, scan
+from pipeline.stages.relink import link_paths, relink_image, scan
 from pipeline.stages.results import Freshness
 
 log = logging.getLogger(__name__)
@@ -52,16 +54,37 @@ def crosslinked_ref(settings: Settings, name: str) -> str:
     return f"{squash_repo(settings, name)}:crosslinked"
 
 
-def crosslink_freshness(settings: Settings, engine: Engine, source: ImageInfo, name: str) -> Freshness:
-    """Current while NAMESPACE/squash-NAME:crosslinked was made from ``source``."""
+def crosslink_label(source: ImageInfo, paths: Sequence[str] = ()) -> str:
+    """The ``pipeline.crosslink`` label of an image crosslinked from ``source`` under ``paths``."""
+    return json.dumps({"source": source.id, "paths": link_paths(paths)}, sort_keys=True)
+
+
+def _made_by(image: ImageInfo) -> dict[str, Any]:
+    """The crosslink label read back ({} when absent or unreadable: an older plain-ID label never matches)."""
+    try:
+        data = json.loads(image.labels.get(LABEL_CROSSLINK, "") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def crosslink_freshness(settings: Settings, engine: Engine, source: ImageInfo, name: str,
+                        paths: Sequence[str] = ()) -> Freshness:
+    """Current while NAMESPACE/squash-NAME:crosslinked was made from ``source``, linking under ``paths``."""
     ref = crosslinked_ref(settings, name)
     have = engine.image(ref)
     if have is None:
         return Freshness(False, f"image {ref} is missing")
-    made_from = have.labels.get(LABEL_CROSSLINK, "")
+    made = _made_by(have)
+    made_from = str(made.get("source") or "")
     if made_from != source.id:
-        return Freshness(False, f"{ref} was made from {short(made_from)}, the mission image is now {short(source.id)}")
-    return Freshness(True, f"{ref} ({short(have.id)}) is current for {short(source.id)}")
+        return Freshness(False, f"{ref} was made from {short(made_from) or 'an unknown image'}, "
+                                f"the mission image is now {short(source.id)}")
+    if made.get("paths") != link_paths(paths):
+        return Freshness(False, f"{ref} linked under {','.join(made.get('paths') or ['(unknown)'])}, "
+                                f"now asked for {','.join(link_paths(paths))}")
+    return Freshness(True, f"{ref} ({short(have.id)}) is current for {short(source.id)} "
+                           f"under {','.join(link_paths(paths))}")
 
 
 def crosslink_image(settings: Settings, engine: Engine, name: str, source: ImageInfo,
@@ -83,12 +106,12 @@ def crosslink_image(settings: Settings, engine: Engine, name: str, source: Image
         log.info("%s: %d files would be linked, %d bytes saved", what, counts.files_linked, counts.bytes_saved)
         return CrosslinkResult(name, "", "", source.id, counts.files_linked, counts.bytes_saved,
                                time.monotonic() - started, False)
-    fresh = crosslink_freshness(settings, engine, source, name)
+    fresh = crosslink_freshness(settings, engine, source, name, paths)
     if fresh.current:
         have = engine.require(ref, "it vanished while checking")
         log.info("%s: %s", what, fresh.reason)
         return CrosslinkResult(name, ref, have.id, source.id, 0, 0, 0.0, False)
-    made = relink_image(settings, engine, what, source, paths, {LABEL_CROSSLINK: source.id})
+    made = relink_image(settings, engine, what, source, paths, {LABEL_CROSSLINK: crosslink_label(source, paths)})
     try:
         engine.tag(made.image_id, ref)
     except BaseException:

@@ -5,8 +5,10 @@ files on the way, and streams the result into ``docker import`` with the
 source configuration restored (:mod:`pipeline.stages.relink`).  The layer's
 diffID must be the sha256 of the stream sent; only then is the source tagged
 REPO:pre-squash-SHORTID and the mission tag moved.  The record
-build/squash/NAME.json names the squashed image; the mission image is current
-while it has one layer and the record names its ID (an inherited label proves
+build/squash/NAME.json names the squashed image, the paths it linked under and the
+``--keep-archive`` file it wrote; the mission image is current while it has one
+layer, the record names its ID, the paths asked for are those, and a
+``--keep-archive`` asked for is that file unchanged (an inherited label proves
 nothing: a patch keeps the labels of the image it patched).
 
 ``export:NAME`` writes the crosslinked image (crosslink:NAME) to an archive
@@ -36,7 +38,7 @@ from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.stages.crosslink import crosslinked_ref, squash_repo
 from pipeline.stages.patch import backup_ref
-from pipeline.stages.relink import Tamper, finish_config, import_changes, relink_image
+from pipeline.stages.relink import Tamper, finish_config, import_changes, link_paths, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -124,16 +126,26 @@ def squash_label(image: ImageInfo) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
-def squash_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
-    """Current when the mission image has one layer and build/squash/NAME.json names it as the squash result."""
+def squash_freshness(settings: Settings, engine: Engine, name: str, paths: Sequence[str] = (),
+                     keep_archive: str = "") -> Freshness:
+    """Current when the mission image has one layer, build/squash/NAME.json names it as the squash result,
+    that squash linked under ``paths`` (or the defaults), and, with ``keep_archive``, wrote that file as it is now."""
     ref, image = mission_image(settings, engine, name)
     layers = len((image.attrs.get("RootFS") or {}).get("Layers") or [])
     if layers != 1:
         return Freshness(False, f"{ref} ({short(image.id)}) has {layers} layers")
-    made = (records.load(record_path(settings, name)) or {}).get("squashed")
-    if made != image.id:
+    record = records.load(record_path(settings, name)) or {}
+    if record.get("squashed") != image.id:
         return Freshness(False, f"{ref} ({short(image.id)}) is not the squash recorded in "
                                 f"{display(record_path(settings, name))}")
+    if record.get("paths") != link_paths(paths):
+        return Freshness(False, f"{ref} was squashed linking under "
+                                f"{','.join(record.get('paths') or ['(unrecorded paths)'])}, "
+                                f"now asked for {','.join(link_paths(paths))}")
+    if keep_archive and (file_identity(Path(keep_archive)) is None
+                         or record.get("kept") != file_identity(Path(keep_archive))):
+        return Freshness(False, f"--keep-archive {display(Path(keep_archive))} was not written by the squash "
+                                f"that made {short(image.id)}")
     return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (one layer)")
 
 
@@ -359,7 +371,7 @@ def squash(settings: Settings, engine: Engine, name: str, paths: Sequence[str] =
         PipelineError: the pass failed or the stored layer is not what was sent; the mission tag did not move.
     """
     ref, source = mission_image(settings, engine, name)
-    fresh = squash_freshness(settings, engine, name)
+    fresh = squash_freshness(settings, engine, name, paths, keep_archive)
     if fresh.current:
         log.info("squash:%s: %s; nothing to do", name, fresh.reason)
         return SquashResult(name, ref, source.id, source.id, "", source.size, source.size, {})
@@ -380,7 +392,9 @@ def squash(settings: Settings, engine: Engine, name: str, paths: Sequence[str] =
     result = SquashResult(name, ref, squashed.id, source.id, saved, source.size, squashed.size, seconds,
                           counts.files_linked, counts.bytes_saved)
     _update_record(settings, name, source=source.id, squashed=squashed.id, backup=saved, layer=made.diff_id,
-                   listing=made.listing, size_before=source.size, size_after=squashed.size,
+                   listing=made.listing, paths=link_paths(paths),
+                   kept=file_identity(Path(keep_archive)) if keep_archive else None,
+                   size_before=source.size, size_after=squashed.size,
                    seconds=result.values()["seconds"],
                    counts={"entries": counts.entries, "files": counts.files, "files_linked": counts.files_linked,
                            "bytes_saved": counts.bytes_saved, "hashed_bytes": counts.hashed_bytes,

@@ -107,11 +107,11 @@ def squash_action(ctx: Context, name: str, paths: str = "", keep_archive: str = 
 
 # -- up-to-date checks --------------------------------------------------------------------------
 
-def _crosslink_fresh(ctx: Context, name: str, dry_run: bool = False, **_: Any) -> Freshness:
+def _crosslink_fresh(ctx: Context, name: str, paths: str = "", dry_run: bool = False, **_: Any) -> Freshness:
     if dry_run:
         return Freshness(False, "--dry-run always runs")
     _, source = mission_image(ctx.settings, ctx.engine, name)
-    return crosslink_freshness(ctx.settings, ctx.engine, source, name)
+    return crosslink_freshness(ctx.settings, ctx.engine, source, name, _paths(paths))
 
 
 def _export_fresh(ctx: Context, name: str, keep_archive: str = "", **_: Any) -> Freshness:
@@ -122,8 +122,8 @@ def _import_fresh(ctx: Context, name: str, archive: str = "", keep_archive: str 
     return import_freshness(ctx.settings, ctx.engine, name, archive, keep_archive)
 
 
-def _squash_fresh(ctx: Context, name: str) -> Freshness:
-    return squash_freshness(ctx.settings, ctx.engine, name)
+def _squash_fresh(ctx: Context, name: str, paths: str = "", keep_archive: str = "", **_: Any) -> Freshness:
+    return squash_freshness(ctx.settings, ctx.engine, name, _paths(paths), keep_archive)
 
 
 # -- generators ---------------------------------------------------------------------------------
@@ -220,6 +220,6 @@ def squash_tasks() -> Iterator[TaskDict]:
         "squash", squash_action,
         lambda name, ref: f"one pass: export {ref}, link duplicates, import as one verified layer, then move its tag",
         "squash each selected deployment's image",
-        uptodate=lambda name: [StageCheck(f"squash:{name}", _squash_fresh, name)],
+        uptodate=lambda name: [StageCheck(f"squash:{name}", _squash_fresh, name, with_options=True)],
         params=[PATHS, KEEP],
     )

@@ -251,9 +251,49 @@ def test_busybox_image_crosslinks_exports_imports_and_squashes(docker_client: do
     assert record["squashed"] == after["Id"] and record["layer"] == after["RootFS"]["Layers"][0]
     squashed_tree = tree(docker_client, ref, ns)
     assert assert_same_tree_links_allowed(source_tree, squashed_tree, "/opt/dups/") >= 1
-    again = project.run("squash:alpha")
+    assert record["paths"] == ["/opt/dups"]
+    again = project.run("squash:alpha", "--paths", "/opt/dups")
     assert_ok(again)
     assert "squash:alpha" not in again.ran
+    assert_no_containers(docker_client, ns)
+
+
+def test_crosslink_and_squash_options_are_part_of_their_up_to_date_checks(
+        docker_client: docker.DockerClient, mission: tuple[Project, str], tmp_path: Path) -> None:
+    project, ref = mission
+    ns = project.ns
+    crossed = f"{ns}/squash-alpha:crosslinked"
+    wider = "/opt/dups,/elsewhere"
+    assert_ok(project.run("crosslink:alpha", "--paths", "/opt/dups"))
+    first = image_id(docker_client, crossed)
+    assert "crosslink:alpha" in project.run("crosslink:alpha", "--paths", "/opt/dups").uptodate
+    wide = project.run("crosslink:alpha", "--paths", wider)  # was "up to date": --paths ignored
+    assert_ok(wide)
+    assert "crosslink:alpha" in wide.ran and "linked under /opt/dups" in wide.output, wide
+    assert image_id(docker_client, crossed) != first
+    assert any("/elsewhere/a.py" in g for g in tree(docker_client, crossed, ns)[1])
+    assert "crosslink:alpha" in project.run("crosslink:alpha", "--paths", wider).uptodate
+
+    assert_ok(project.run("squash:alpha", "--paths", "/opt/dups"))
+    assert not any("/elsewhere/a.py" in g for g in tree(docker_client, ref, ns)[1])
+    assert "squash:alpha" in project.run("squash:alpha", "--paths", "/opt/dups").uptodate
+    widened = project.run("squash:alpha", "--paths", wider)  # was "nothing to do": already one layer
+    assert_ok(widened)
+    assert "squash:alpha" in widened.ran, widened
+    assert any("/elsewhere/a.py" in g for g in tree(docker_client, ref, ns)[1])
+    assert "squash:alpha" in project.run("squash:alpha", "--paths", wider).uptodate
+    kept = tmp_path / "kept.tar"
+    keeping = project.run("squash:alpha", "--paths", wider, "--keep-archive", str(kept))
+    assert_ok(keeping)
+    assert "squash:alpha" in keeping.ran and kept.stat().st_size > 1_000_000, keeping
+    with tarfile.open(kept) as tar:
+        assert "opt/dups/marker.txt" in tar.getnames()
+    assert "squash:alpha" in project.run("squash:alpha", "--paths", wider, "--keep-archive", str(kept)).uptodate
+    assert "squash:alpha" in project.run("squash:alpha", "--paths", wider).uptodate  # no archive asked for
+    kept.unlink()
+    assert "squash:alpha" in project.run("squash:alpha", "--paths", wider, "--keep-archive", str(kept)).ran
+    assert kept.is_file()
+    assert len(docker_client.api.inspect_image(ref)["RootFS"]["Layers"]) == 1
     assert_no_containers(docker_client, ns)
 
 

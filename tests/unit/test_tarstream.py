@@ -21,7 +21,8 @@ DATA = b"the same bytes\n" * 30
 def make_tar(*members: tuple[str, bytes | None, dict]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data, extra in members:
+        for name, data, given in members:
+            extra = dict(given)  # the rows are shared between parametrized runs: never pop from them
             info = tarfile.TarInfo(name)
             info.mode = extra.pop("mode", 0o644)
             for key, value in extra.items():
@@ -89,10 +90,11 @@ CASES: list[tuple[str, list, dict[str, str]]] = [
 ]
 
 
+@pytest.mark.parametrize("lookback", [0, 1 << 20], ids=["eager", "lookback"])
 @pytest.mark.parametrize(("tree", "links"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_linking_rules(tree: list, links: dict[str, str]) -> None:
+def test_linking_rules(tree: list, links: dict[str, str], lookback: int) -> None:
     source = make_tar(*tree)
-    relinker, out = run(source)
+    relinker, out = run(source, lookback=lookback)
     assert linked(out) == links
     assert contents(out) == contents(source)
     before, after = members(source), members(out)
@@ -180,6 +182,26 @@ def test_damaged_streams_raise(damage: Callable[[bytes], bytes], needle: str) ->
     source = make_tar(f("opt/a", b"1" * 3000), f("opt/b", b"2" * 3000))
     with pytest.raises(StreamError, match=needle):
         run(damage(source))
+
+
+def test_lookback_hashes_only_sizes_that_recur_and_links_within_reach() -> None:
+    tree = [f(f"opt/u{i}", b"x" * (1000 + i)) for i in range(50)]
+    tree += [f("opt/d1", DATA), f("opt/d2", DATA), f("opt/d3", DATA)]
+    relinker, out = run(make_tar(*tree), lookback=1 << 20)
+    assert linked(out) == {"opt/d2": "opt/d1", "opt/d3": "opt/d1"}
+    assert relinker.counts.hashed_bytes == 3 * len(DATA)  # d1 lazily, from the bytes kept, then d2 and d3
+    assert relinker.counts.out_of_reach == 0
+
+
+def test_lookback_never_links_to_a_copy_whose_bytes_are_gone() -> None:
+    filler = [f(f"opt/fill{i}", bytes([i]) * (80_000 + i)) for i in range(30)]  # 2.4 MB between the copies
+    source = make_tar(f("opt/a"), *filler, f("opt/b"), f("opt/c"))
+    relinker, out = run(source, chunk=65536, lookback=16 << 10)
+    assert linked(out) == {"opt/c": "opt/b"}  # a had left the bytes kept (16 kB + one 1 MiB chunk) when b came
+    assert relinker.counts.out_of_reach == 1
+    assert contents(out) == contents(source)
+    _, out = run(source, chunk=65536)
+    assert linked(out) == {"opt/b": "opt/a", "opt/c": "opt/a"}
 
 
 def test_listing_ignores_links_made_and_changes_with_content() -> None:
