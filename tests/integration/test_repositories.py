@@ -291,3 +291,10 @@ def test_a_preparation_task_reruns_only_when_its_inputs_change(docker_client: do
     assert "calibrate" in second.ran, second
     assert run_in_image(docker_client, mission, "cat /opt/environments/env2/requirements.txt") == "calib-data==7.2\n"
     assert_nothing_ran(run("deployment=m2"))
+
+
+def test_a_missing_entrypoint_is_not_called_a_missing_test(docker_client: docker.DockerClient, repo: Project) -> None:
+    repo.append("m1/image/Dockerfile.custom", 'ENTRYPOINT ["tini", "--"]\n')
+    result = repo.run("deployment=m1", "test:m1")
+    assert_clean_failure(result, "test:m1", "could not start 'tini'", "executable file not found", "ENTRYPOINT")
+    assert "test command /opt/environments/test not found" not in result.output, result
