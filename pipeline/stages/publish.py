@@ -73,8 +73,10 @@ def login(settings: Settings) -> list[str]:
 
 # -- push ------------------------------------------------------------------------------------------
 
-def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick: bool = True) -> Freshness:
-    """Current when the registry already serves this image's manifest at the build tag (one manifest GET).
+def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick: bool = True,
+                   extras: bool = True) -> Freshness:
+    """Current when the registry already serves this image's manifest at the build tag (one manifest GET),
+    and (with ``extras``) at each extra tag of the mission's repository.
 
     ``quick`` (for doit's up-to-date check) makes one attempt; the push itself retries.
     """
@@ -88,7 +90,7 @@ def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick
     repo_digests = image.attrs.get("RepoDigests") or []
     if manifest.config_digest == image.id or f"{dep.repository}@{manifest.digest}" in repo_digests:
         behind = [t for t in extra_registry_tags(settings, dep, image.labels)
-                  if backend_for(dep.registry).tag_digest(dep.repo, t) != manifest.digest]
+                  if backend_for(dep.registry).tag_digest(dep.repo, t) != manifest.digest] if extras else []
         if behind:
             return Freshness(False, f"registry {dep.registry.host} holds {ref} but not yet its extra tag "
                                     f"{dep.repo}:{behind[0]} (a registry-side retag, no upload)")
@@ -129,7 +131,7 @@ def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
     started = time.monotonic()
     ref = dep.image_ref(settings.environment)
     image = engine.require(ref, f"run `doit build:{dep.name}` first")
-    fresh = push_freshness(settings, engine, dep, quick=False)
+    fresh = push_freshness(settings, engine, dep, quick=False, extras=False)  # extra tags: a retag below
     backend = backend_for(dep.registry)
     if fresh.current:
         log.info("push:%s: %s; nothing sent", dep.name, fresh.reason)

@@ -298,3 +298,28 @@ def test_a_missing_entrypoint_is_not_called_a_missing_test(docker_client: docker
     result = repo.run("deployment=m1", "test:m1")
     assert_clean_failure(result, "test:m1", "could not start 'tini'", "executable file not found", "ENTRYPOINT")
     assert "test command /opt/environments/test not found" not in result.output, result
+
+
+def test_push_adds_the_extra_tags_of_the_mission_repository(docker_client: docker.DockerClient, repo: Project,
+                                                           registry) -> None:
+    from helpers import BUILD_TAG, use_generic_registry
+
+    use_generic_registry(repo, registry.host)
+    name = f"{repo.ns}-m1"
+    first = repo.run("deployment=m1", "push:m1")
+    assert_ok(first)
+    local = docker_client.images.get(f"{registry.host}/{name}:{BUILD_TAG}")
+    key = local.labels["pipeline.inputs"].removeprefix("sha256:")[:12]
+    digest = registry.digest(name, BUILD_TAG)
+    assert registry.digest(name, f"sandbox-{key}") == digest, registry.tags(name)
+    assert sorted(registry.tags(name)) == sorted([BUILD_TAG, f"sandbox-{key}"]), "a local-only name was pushed"
+    assert_nothing_ran(repo.run("deployment=m1", "push:m1"))
+    # a new template: a local retag and a registry-side tag, no rebuild and no upload
+    repo.update_yaml("m1/deployment.yaml", lambda d: d["tags"]["extra"].append("{environment}-extra"))
+    before = registry.requests_for(name)
+    again = repo.run("deployment=m1", "push:m1")
+    assert_ok(again)
+    assert {"build:m1", "push:m1"} <= again.ran and "not building" in again.output, again
+    assert registry.digest(name, "sandbox-extra") == digest
+    sent = [line for line in registry.requests_for(name)[len(before):] if "/blobs/" in line]
+    assert not sent, "a retag uploaded layers:\n" + "\n".join(sent)
