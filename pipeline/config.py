@@ -13,7 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config_parts import (
+    parse_arg_name,
+    parse_build_args,
     parse_cache,
+    parse_cache_mounts,
+    parse_extra_tags,
+    parse_pins,
     parse_registry,
     parse_release,
     parse_run_args,
@@ -21,13 +26,16 @@ from pipeline.config_parts import (
     parse_secrets,
     parse_sscan,
     parse_tags,
+    pin_level,
 )
 from pipeline.config_sign import parse_sign
 from pipeline.errors import ConfigError
-from pipeline.section import Section, parse_bool
+from pipeline.section import Section
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.yamlfile import display, load_yaml
 
+# The args the pipeline passes to every image stage (keys.PIPELINE_ARGS, without importing keys here).
+PIPELINE_ARGS = ("BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS")
 ENVIRONMENTS = ("sandbox", "dev", "test", "prod")
 ROOT_KINDS = ("image", "rootfs", "bootstrap")
 # Overrides that may come from `doit key=value` or PIPELINE_KEY environment variables.
@@ -73,14 +81,15 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
                 f"environment override {environment!r} (environment= or PIPELINE_ENVIRONMENT) is not one of: "
                 + ", ".join(ENVIRONMENTS)
             )
-    frozen = top.bool("frozen", False)
+    pins = parse_pins(top)
     if "frozen" in overrides:
-        parsed = parse_bool(overrides["frozen"])
-        if parsed is None:
-            raise ConfigError(f"frozen override {overrides['frozen']!r} (frozen= or PIPELINE_FROZEN) must be 1 or 0")
-        frozen = parsed
+        level = pin_level(overrides["frozen"])
+        if level is None:
+            raise ConfigError(f"frozen override {overrides['frozen']!r} (frozen= or PIPELINE_FROZEN) must be 1 or 0 "
+                              "(or 2 / chilly)")
+        pins = level
     builder = top.section("builder")
-    builder.reject_unknown(["buildkit"])
+    builder.reject_unknown(["buildkit", "cache_mounts"])
     namespace = top.str("namespace", "pipeline")
     assert namespace is not None
     if not _REPO.match(namespace):
@@ -90,8 +99,10 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         deployments_dir=deployments_dir,
         build_dir=(build_dir or deployments_dir.parent / "build").resolve(),
         environment=environment,
-        frozen=frozen,
+        frozen=pins == "frozen",
+        pins=pins,
         buildkit=builder.bool("buildkit", False),
+        cache_mounts=parse_cache_mounts(builder),
         namespace=namespace,
         root=_root(top.section("root"), deployments_dir),
         certs=_certs(top.section("certs"), deployments_dir),
@@ -151,7 +162,7 @@ def _certs(sec: Section, base: Path) -> Certs:
 def _chain(top: Section, base: Path) -> tuple[Layer, ...]:
     layers: list[Layer] = []
     for item in top.items("chain"):
-        item.reject_unknown(["name", "dockerfile", "context"])
+        item.reject_unknown(["name", "dockerfile", "context", "build_args", "base_arg", "tags"])
         name = item.req("name")
         if not _NAME.match(name) or name == "root":
             raise item.error(f"key '{item.dotted('name')}' is {name!r}; use lowercase letters, digits, '.', '_', '-' (not 'root')", "name")
@@ -159,7 +170,12 @@ def _chain(top: Section, base: Path) -> tuple[Layer, ...]:
             raise item.error(f"key '{item.dotted('name')}': layer name {name!r} is used twice", "name")
         dockerfile = item.file("dockerfile", base)
         assert dockerfile is not None
-        layers.append(Layer(name=name, dockerfile=dockerfile, context=item.directory("context", base)))
+        base_arg = parse_arg_name(item, "base_arg")
+        layers.append(Layer(
+            name=name, dockerfile=dockerfile, context=item.directory("context", base),
+            build_args=parse_build_args(item, (base_arg, *PIPELINE_ARGS)), base_arg=base_arg,
+            extra_tags=parse_extra_tags(item, "tags"),
+        ))
     return tuple(layers)
 
 
@@ -186,29 +202,31 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
     path = folder / "deployment.yaml"
     sec = Section(path, load_yaml(path))
     sec.reject_unknown(
-        ["repo", "dockerfile", "trailer", "build_args", "test", "test_timeout", "freeze", "registry", "run", "tags",
-         "secrets"]
+        ["repo", "context", "dockerfile", "trailer", "build_args", "base_arg", "test", "test_timeout", "freeze",
+         "registry", "run", "tags", "secrets", "task_dep", "file_dep"]
     )
     name = folder.name
     repo = sec.str("repo", name)
     assert repo is not None
     if not _REPO.match(repo):
         raise sec.error(f"key 'repo' is {repo!r}; a repository name is lowercase letters, digits, '.', '_', '-', '/'", "repo")
+    # The build context (and so the Dockerfile and the spec folders) may be a sub-folder such as image/;
+    # deployment.yaml stays at the top of the deployment folder.
+    context = sec.directory("context", folder) if sec.has("context") else folder.resolve()
+    where = "the deployment folder" if context == folder.resolve() else f"its context {display(context)}"
     if sec.has("dockerfile"):
-        dockerfile = sec.file("dockerfile", folder)
-    elif (folder / "Dockerfile.custom").is_file():
-        dockerfile = folder / "Dockerfile.custom"
-    elif (folder / "Dockerfile").is_file():
-        dockerfile = folder / "Dockerfile"
+        dockerfile = sec.file("dockerfile", context)
+    elif (context / "Dockerfile.custom").is_file():
+        dockerfile = context / "Dockerfile.custom"
+    elif (context / "Dockerfile").is_file():
+        dockerfile = context / "Dockerfile"
     else:
-        raise sec.error("no Dockerfile.custom or Dockerfile in the deployment folder; add one or set key 'dockerfile'")
+        raise sec.error(f"no Dockerfile.custom or Dockerfile in {where}; add one or set key 'dockerfile'")
     assert dockerfile is not None
     # A plain Dockerfile is complete as it is; anything else gets the shared trailer appended.
     trailer = sec.bool("trailer", dockerfile.name != "Dockerfile")
-    build_args = sec.string_map("build_args")
-    for reserved in ("BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS"):
-        if reserved in build_args:
-            raise sec.error(f"key 'build_args.{reserved}' is set by the pipeline; remove it", "build_args")
+    base_arg = parse_arg_name(sec, "base_arg")
+    build_args = parse_build_args(sec, (*PIPELINE_ARGS, base_arg))
     return Deployment(
         name=name,
         folder=folder.resolve(),
@@ -223,4 +241,33 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
         test_timeout=sec.number("test_timeout", 1800.0),
         tags=parse_tags(sec.section("tags")),
         secrets=parse_secrets(sec.section("secrets")),
+        context=context,
+        base_arg=base_arg,
+        extra_tags=parse_extra_tags(sec.section("tags"), "extra"),
+        task_dep=_names(sec, "task_dep"),
+        file_dep=tuple(_doit_path(p) for p in _paths(sec, "file_dep", folder)),
     )
+
+
+def _names(sec: Section, key: str) -> tuple[str, ...]:
+    raw = sec.raw(key)
+    items = [raw] if isinstance(raw, str) else raw if raw is not None else []
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise sec.error(f"key '{sec.dotted(key)}' must be a list of doit task names, e.g. [prepare:demo]", key)
+    return tuple(i.strip() for i in items)
+
+
+def _paths(sec: Section, key: str, base: Path) -> list[Path]:
+    raw = sec.raw(key)
+    items = [raw] if isinstance(raw, str) else raw if raw is not None else []
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise sec.error(f"key '{sec.dotted(key)}' must be a list of files (relative to the deployment folder)", key)
+    return [Path(i) if Path(i).is_absolute() else (base / i).resolve() for i in items]
+
+
+def _doit_path(path: Path) -> str:
+    """A file_dep as doit matches it against other tasks' targets: relative to doit's working directory."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

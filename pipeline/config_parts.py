@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipeline import tagging
 from pipeline.config_sign import key_files
 from pipeline.scan.policy import load_ignores
-from pipeline.section import Section
-from pipeline.settings import Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
+from pipeline.section import Section, parse_bool
+from pipeline.settings import PIN_LEVELS, Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 
 REGISTRY_KINDS = ("generic", "ecr")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -68,8 +69,8 @@ def parse_run_args(sec: Section) -> tuple[str, ...]:
 
 
 def parse_tags(sec: Section) -> Tags:
-    """``tags: {build: ..., promoted: ...}``, templates with ``{environment}``."""
-    sec.reject_unknown(["build", "promoted"])
+    """``tags: {build: ..., promoted: ...}``, templates with ``{environment}`` (``extra``: see parse_extra_tags)."""
+    sec.reject_unknown(["build", "promoted", "extra"])
     defaults = Tags()
     values = {}
     for key in ("build", "promoted"):
@@ -207,3 +208,106 @@ def parse_cache(sec: Section, base: Path) -> Cache | None:
     return Cache(repo=repo, pull=sec.bool("pull", True), push=sec.bool("push", True), trust=trust,
                  connect_timeout=sec.number("connect_timeout", 3.0, minimum=0.1),
                  timeout=sec.number("timeout", 10.0, minimum=0.1))
+
+
+# -- issue 17: the knobs of repositories coming from the old scripts ---------------------------------
+
+_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# USE_FROZEN values of the old scripts, and the words accepted for each level.
+_PIN_WORDS = {"chilly": "chilly", "2": "chilly", "floating": "floating", "frozen": "frozen"}
+_SHARING = ("shared", "private", "locked")
+
+
+def pin_level(value: object) -> str | None:
+    """``frozen:`` / ``frozen=`` to a pin level: true/1 frozen, false/0 floating, chilly/2 chilly; None if neither."""
+    if isinstance(value, bool):
+        return "frozen" if value else "floating"
+    text = str(value).strip().lower()
+    if text in _PIN_WORDS:
+        return _PIN_WORDS[text]
+    parsed = parse_bool(text)
+    return None if parsed is None else ("frozen" if parsed else "floating")
+
+
+def parse_pins(sec: Section) -> str:
+    """``frozen: true | false | chilly`` in pipeline.yaml (default false: floating)."""
+    raw = sec.raw("frozen")
+    if raw is None:
+        return "floating"
+    level = pin_level(raw)
+    if level is None or level not in PIN_LEVELS:
+        raise sec.error(f"key 'frozen' must be true or false (or chilly), not {raw!r}", "frozen")
+    return level
+
+
+def parse_arg_name(sec: Section, key: str, default: str = "BASE_IMAGE") -> str:
+    """An ARG name, such as ``base_arg: BASE_CONTAINER``."""
+    name = sec.str(key, default)
+    assert name is not None
+    if not _ARG_NAME.match(name):
+        raise sec.error(f"key '{sec.dotted(key)}' is {name!r}; name the Dockerfile ARG its FROM uses, "
+                        "e.g. BASE_CONTAINER", key)
+    return name
+
+
+def parse_build_args(sec: Section, reserved: tuple[str, ...]) -> dict[str, str]:
+    """``build_args: {NAME: value}``; the args the pipeline sets itself are refused."""
+    build_args = sec.string_map("build_args")
+    for name in reserved:
+        if name in build_args:
+            raise sec.section("build_args").error(
+                f"key '{sec.dotted('build_args')}.{name}' is set by the pipeline; remove it", name)
+    return build_args
+
+
+def parse_extra_tags(sec: Section, key: str) -> tuple[str, ...]:
+    """A list of extra-tag templates (see pipeline.tagging)."""
+    raw = sec.raw(key)
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(t, str) and t.strip() for t in items):
+        raise sec.error(f"key '{sec.dotted(key)}' must be a list of tag templates, e.g. ['{{environment}}-{{commit}}']",
+                        key)
+    for template in items:
+        why = tagging.problem(template.strip())
+        if why:
+            raise sec.error(f"key '{sec.dotted(key)}': tag template {template!r}: {why}", key)
+    return tuple(t.strip() for t in items)
+
+
+def parse_cache_mounts(builder: Section) -> tuple[str, ...] | None:
+    """``builder.cache_mounts``: absent (the default mounts), false/off (none), or a list of
+    ``{target, id, uid, gid, sharing}``; rendered as ``--mount=type=cache,...`` flags."""
+    if not builder.has("cache_mounts"):
+        return None
+    raw = builder.raw("cache_mounts")
+    if raw is False or (isinstance(raw, str) and parse_bool(raw) is False) or raw == []:
+        return ()
+    if not isinstance(raw, list):
+        raise builder.error("key 'builder.cache_mounts' must be false (no mounts) or a list of "
+                            "{target, id, uid, gid, sharing}", "cache_mounts")
+    mounts = []
+    for item in builder.items("cache_mounts"):
+        item.reject_unknown(["target", "id", "uid", "gid", "mode", "sharing"])
+        target = item.req("target")
+        if not target.startswith("/") or "," in target:
+            raise item.error(f"key '{item.dotted('target')}' must be an absolute path without commas, "
+                             f"not {target!r}", "target")
+        flag = f"--mount=type=cache,target={target}"
+        if item.has("id"):
+            ident = item.req("id")
+            if "," in ident or "=" in ident:
+                raise item.error(f"key '{item.dotted('id')}' must not hold ',' or '='", "id")
+            flag += f",id={ident}"
+        for key in ("uid", "gid"):
+            if item.has(key):
+                flag += f",{key}={int(item.number(key, 0, integer=True))}"
+        if item.has("mode"):
+            mode = item.req("mode")
+            if not re.match(r"^0?[0-7]{3,4}$", mode):
+                raise item.error(f"key '{item.dotted('mode')}' must be an octal mode such as 0755", "mode")
+            flag += f",mode={mode}"
+        flag += f",sharing={item.choice('sharing', _SHARING, 'locked')}"
+        mounts.append(flag)
+    return tuple(mounts)

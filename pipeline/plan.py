@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Deployment, Settings
+from pipeline.yamlfile import display
 
 # Image labels the pipeline writes and reads.
 LABEL_INPUTS = "pipeline.inputs"
@@ -14,10 +15,12 @@ LABEL_STAGE = "pipeline.stage"
 LABEL_DEPLOYMENT = "pipeline.deployment"
 LABEL_NAMESPACE = "pipeline.namespace"
 
-# The build arg FROZEN_SPECS names the context folder a trailer copies as the pinned specs:
-# the committed pins in frozen mode, the loose specs in floating mode.  So a floating build
-# neither reads nor keys on env-frozen/ (it writes its own pip freeze), and a frozen one does.
-FROZEN_SPECS = {True: "env-frozen", False: "environments"}
+# The build arg FROZEN_SPECS names the context folder a trailer copies as the pinned specs, per pin
+# level: the committed pins when frozen, the partially pinned specs when chilly, the loose specs when
+# floating.  So a floating or chilly build neither reads nor keys on env-frozen/ (it writes its own
+# pip freeze, which freeze:NAME copies there), and a frozen one does.  USE_FROZEN is the old scripts' value.
+FROZEN_SPECS = {"frozen": "env-frozen", "chilly": "env-chilly", "floating": "environments"}
+USE_FROZEN = {"floating": "0", "frozen": "1", "chilly": "2"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,14 @@ class ImageSpec:
     buildargs: Mapping[str, str]
     rendered_path: Path
     deployment: str | None = None
+    parent_arg: str = "BASE_IMAGE"  # the ARG the final FROM takes the parent from (base_arg)
+    extra_tags: tuple[str, ...] = ()  # templates (pipeline.tagging)
+    where: str = ""  # the config entry that names this stage, for messages: "chain[1] in deployments/pipeline.yaml"
+
+    @property
+    def repository(self) -> str:
+        """The repository of ``ref``: bare extra tags go there."""
+        return self.ref.rpartition(":")[0]
 
     def labels(self, settings: Settings, inputs: str) -> dict[str, str]:
         labels = {LABEL_INPUTS: inputs, LABEL_STAGE: self.task, LABEL_NAMESPACE: settings.namespace}
@@ -41,12 +52,13 @@ class ImageSpec:
         return labels
 
 
-def _args(settings: Settings, parent_ref: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def _args(settings: Settings, parent_ref: str, extra: Mapping[str, str] | None = None,
+          parent_arg: str = "BASE_IMAGE") -> dict[str, str]:
     return {
         **(extra or {}),
-        "BASE_IMAGE": parent_ref,
-        "USE_FROZEN": "1" if settings.frozen else "0",
-        "FROZEN_SPECS": FROZEN_SPECS[settings.frozen],
+        parent_arg: parent_ref,
+        "USE_FROZEN": USE_FROZEN[settings.pins],
+        "FROZEN_SPECS": FROZEN_SPECS[settings.pins],
     }
 
 
@@ -54,7 +66,7 @@ def chain_specs(settings: Settings) -> list[ImageSpec]:
     """The shared layers in order: the first FROM the root, each next FROM the previous."""
     specs: list[ImageSpec] = []
     parent_ref, parent_task = settings.root_ref, "root"
-    for layer in settings.chain:
+    for index, layer in enumerate(settings.chain):
         task = f"chain:{layer.name}"
         specs.append(
             ImageSpec(
@@ -64,8 +76,11 @@ def chain_specs(settings: Settings) -> list[ImageSpec]:
                 parent_task=parent_task,
                 sources=(layer.dockerfile,),
                 context=layer.context,
-                buildargs=_args(settings, parent_ref),
+                buildargs=_args(settings, parent_ref, layer.build_args, layer.base_arg),
                 rendered_path=settings.build_dir / "dockerfiles" / f"chain-{layer.name}.Dockerfile",
+                parent_arg=layer.base_arg,
+                extra_tags=layer.extra_tags,
+                where=f"chain[{index}] (name: {layer.name}) in {display(settings.deployments_dir / 'pipeline.yaml')}",
             )
         )
         parent_ref, parent_task = settings.layer_ref(layer), task
@@ -82,8 +97,11 @@ def mission_spec(settings: Settings, dep: Deployment) -> ImageSpec:
         parent_ref=settings.top_ref,
         parent_task=parent_task,
         sources=sources,
-        context=dep.folder,
-        buildargs=_args(settings, settings.top_ref, dep.build_args),
+        context=dep.image_dir,
+        buildargs=_args(settings, settings.top_ref, dep.build_args, dep.base_arg),
         rendered_path=settings.build_dir / "dockerfiles" / f"{dep.name}.Dockerfile",
         deployment=dep.name,
+        parent_arg=dep.base_arg,
+        extra_tags=dep.extra_tags,
+        where=display(dep.folder / "deployment.yaml"),
     )

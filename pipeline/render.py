@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pipeline.dockerfile.parser import ParseError, parse
 from pipeline.errors import ConfigError
 from pipeline.yamlfile import display
 
-# Package-manager caches mounted into every RUN line in BuildKit mode.  They live
-# outside the image's layers, so they speed rebuilds without making images bigger.
+# Package-manager caches mounted into every RUN line in BuildKit mode, unless pipeline.yaml's
+# builder.cache_mounts says otherwise (false: none; a list: those).  They live outside the
+# image's layers, so they speed rebuilds without making images bigger.
 CACHE_MOUNTS = (
     "--mount=type=cache,target=/root/.cache/pip,sharing=locked",
     "--mount=type=cache,target=/var/cache/apt,sharing=locked",
@@ -38,14 +39,18 @@ def read_sources(sources: Iterable[Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def render(parts: list[tuple[Path, str]], *, buildkit: bool) -> str:
-    """Concatenate the parts (each ending in a newline); add cache mounts to RUN lines with BuildKit."""
+def render(parts: list[tuple[Path, str]], *, buildkit: bool, mounts: Sequence[str] | None = None) -> str:
+    """Concatenate the parts (each ending in a newline); add cache mounts to RUN lines with BuildKit.
+
+    ``mounts`` are the ``--mount=type=cache,...`` flags (None: CACHE_MOUNTS; empty: none).
+    """
     text = "".join(body if body.endswith("\n") else body + "\n" for _, body in parts)
-    return add_cache_mounts(text) if buildkit else text
+    mounts = CACHE_MOUNTS if mounts is None else tuple(mounts)
+    return add_cache_mounts(text, mounts) if buildkit and mounts else text
 
 
-def add_cache_mounts(text: str) -> str:
-    """Insert CACHE_MOUNTS after the RUN keyword of every RUN instruction that has no mount of its own.
+def add_cache_mounts(text: str, mounts: Sequence[str] = CACHE_MOUNTS) -> str:
+    """Insert ``mounts`` after the RUN keyword of every RUN instruction that has no mount of its own.
 
     Heredoc bodies are never touched: the parser knows where they are.
     """
@@ -60,6 +65,6 @@ def add_cache_mounts(text: str) -> str:
         start = instr.line - 1
         match = _RUN.match(lines[start])
         if match:
-            mounts = " ".join(CACHE_MOUNTS)
-            lines[start] = f"{match.group(1)}RUN {mounts}{match.group(2)}" + lines[start][match.end():]
+            flags = " ".join(mounts)
+            lines[start] = f"{match.group(1)}RUN {flags}{match.group(2)}" + lines[start][match.end():]
     return "".join(lines)

@@ -41,6 +41,9 @@ class Layer:
     name: str
     dockerfile: Path
     context: Path
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    base_arg: str = "BASE_IMAGE"  # the ARG the final FROM reads the parent from (docker-stacks: BASE_CONTAINER)
+    extra_tags: tuple[str, ...] = ()  # templates, see pipeline.tagging
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,16 @@ class Deployment:
     test_timeout: float = 1800.0
     tags: Tags = field(default_factory=Tags)
     secrets: Secrets | None = None
+    context: Path | None = None  # the build context (``context:``, relative to the folder); None: the folder
+    base_arg: str = "BASE_IMAGE"
+    extra_tags: tuple[str, ...] = ()  # ``tags.extra`` templates, see pipeline.tagging
+    task_dep: tuple[str, ...] = ()  # the user's own doit tasks the build waits for (preparation steps)
+    file_dep: tuple[str, ...] = ()  # files the build depends on, as doit sees them (cwd-relative)
+
+    @property
+    def image_dir(self) -> Path:
+        """Where the build context and the spec folders (environments/, env-frozen/, env-chilly/) are."""
+        return self.context or self.folder
 
     @property
     def repository(self) -> str:
@@ -177,12 +190,17 @@ class Deployment:
         return f"{self.repository}:{self.tag('build', environment)}"
 
 
+# Pin levels, as the old scripts' USE_FROZEN: floating (0) installs the loose specs of environments/,
+# frozen (1) exactly the pins of env-frozen/, chilly (2) the partially pinned specs of env-chilly/.
+PIN_LEVELS = ("floating", "frozen", "chilly")
+
+
 @dataclass(frozen=True)
 class Settings:
     deployments_dir: Path
     build_dir: Path
     environment: str
-    frozen: bool
+    frozen: bool  # the pin level is "frozen" (the committed env-frozen/ is the build's input)
     buildkit: bool
     namespace: str
     root: Root
@@ -197,6 +215,8 @@ class Settings:
     deployments: tuple[Deployment, ...] = field(default_factory=tuple)
     sscan: Sscan = field(default_factory=Sscan)
     sign: Sign = field(default_factory=Sign)
+    pins: str = "floating"  # one of PIN_LEVELS; ``frozen`` is ``pins == "frozen"``
+    cache_mounts: tuple[str, ...] | None = None  # BuildKit RUN cache mounts; None: render.CACHE_MOUNTS
 
     @property
     def root_ref(self) -> str:

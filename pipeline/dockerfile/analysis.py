@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.dockerfile.parser import Dockerfile, Instruction, ParseError, parse, words
 from pipeline.dockerfile.shell import ExpandError, expand
 
+EMPTY_FROM = "resolves to an empty image name"
 _URL_PREFIXES = ("http://", "https://")
 _GIT_PREFIXES = ("git://", "git@", "ssh://", "github.com/", "gitlab.com/", "bitbucket.org/")
 
@@ -193,7 +194,8 @@ class _Model:
         onbuild: tuple[str, ...] = ()
         if ref != "scratch":
             if not ref:
-                raise ModelError(instr.line, f"FROM {parts[0]} resolves to an empty image name; set that build arg")
+                raise ModelError(instr.line, f"FROM {parts[0]} {EMPTY_FROM}; declare its ARG before the first FROM "
+                                             "and set it")
             image = self.lookup_image(ref, instr.line)
             self.result.images[ref] = image.id
             env = dict(e.partition("=")[::2] for e in image.env)

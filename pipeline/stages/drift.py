@@ -1,7 +1,9 @@
 """The drift stage: compare the image's pinned specs with deployments/NAME/env-frozen/, write nothing.
 
 Plain `doit` runs this instead of freeze, so a default run leaves the tracked
-tree as it found it: the drift (added, removed or re-pinned packages, old -> new)
+tree as it found it.  It reads the folder freeze writes (env-frozen/, in the
+deployment's build context) at the floating and chilly levels, and nothing at
+the frozen level, where env-frozen/ is the build's input (see stages/freeze.py): the drift (added, removed or re-pinned packages, old -> new)
 is printed with the command that writes it (`doit freeze:NAME`).  The last
 comparison is recorded in build/drift/NAME.json: the image ID, the sha256 of
 every committed spec it was compared with, and the summary per environment.
@@ -82,8 +84,8 @@ def drift(settings: Settings, engine: Engine, name: str) -> DriftResult:
     drifted = wanted is not None and _differs(old, new)
     changes = report(f"drift:{name}", old, new) if drifted else {}
     if drifted:
-        log.info("drift:%s: %s differs from the image's pins; `doit freeze:%s` writes them (then commit them)",
-                 name, display(target), name)
+        log.info("drift:%s: %s differs from the pins of the %s build; `doit freeze:%s` writes them (then commit "
+                 "them)", name, display(target), settings.pins, name)
     elif wanted is not None:
         log.info("drift:%s: %s matches the image's pins", name, display(target))
     records.save(path, {"image": image.id, "files": listing(target), "ref": ref, "changes": changes})

@@ -1,10 +1,20 @@
 """The freeze stage: copy the image's pinned specs into deployments/NAME/env-frozen/.
 
-In floating mode the image's ``freeze`` directory (default /opt/env-frozen: one
-sub-directory per environment with a ``pip freeze`` requirements.txt) is
-mirrored into the deployment folder, and what changed is printed per
-environment.  In frozen mode the committed specs are the input of the build,
-so this stage never writes.  The last freeze is recorded in
+Per pin level (pipeline.yaml ``frozen:``; plan.FROZEN_SPECS says what each build reads):
+
+| level    | the build reads  | freeze writes |
+|----------|------------------|---------------|
+| floating | environments/    | env-frozen/   |
+| chilly   | env-chilly/      | env-frozen/   |
+| frozen   | env-frozen/      | nothing       |
+
+In floating and chilly mode the image's ``freeze`` directory (default
+/opt/env-frozen: one sub-directory per environment with a ``pip freeze``
+requirements.txt) is mirrored into the deployment's env-frozen/ (next to its
+environments/, in its build context), and what changed is printed per
+environment; neither build reads env-frozen/, so this never makes the image
+stale.  In frozen mode the committed specs are the input of the build, so this
+stage never writes.  The last freeze is recorded in
 build/freeze/NAME.json: the image ID and the sha256 of every file written.
 
 freeze writes into the deployment's tracked folder, so it runs only when asked
@@ -156,7 +166,8 @@ class FreezeResult:
 
 
 def folder(dep: Deployment) -> Path:
-    return dep.folder / FOLDER
+    """The deployment's env-frozen/: in its build context (``context:``, else the deployment folder)."""
+    return dep.image_dir / FOLDER
 
 
 def _record_path(settings: Settings, dep: Deployment) -> Path:
@@ -210,7 +221,7 @@ def freeze(settings: Settings, engine: Engine, name: str) -> FreezeResult:
     """
     dep = settings.deployment(name)
     if settings.frozen:
-        log.info("freeze:%s: %s (deployments/%s/%s is the build's input)", name, FROZEN_MODE, name, FOLDER)
+        log.info("freeze:%s: %s (%s is the build's input)", name, FROZEN_MODE, display(folder(dep)))
         return FreezeResult(name, "", False, frozen_mode=True)
     ref = mission_spec(settings, dep).ref
     image = engine.require(ref, f"run `doit build:{name}` first")
@@ -225,7 +236,8 @@ def freeze(settings: Settings, engine: Engine, name: str) -> FreezeResult:
     written = _mirror(target, wanted)
     records.save(path, {"image": image.id, "files": listing(target), "ref": ref})
     if written:
-        log.info("freeze:%s: updated %s; commit the new pins; frozen builds (frozen: true) install exactly them", name, display(target))
+        log.info("freeze:%s: updated %s from the %s build; commit the new pins; frozen builds (frozen: true) "
+                 "install exactly them", name, display(target), settings.pins)
     else:
         log.info("freeze:%s: %s already holds the image's specs", name, display(target))
     envs = tuple(sorted({rel.split("/", 1)[0] for rel in new}))

@@ -158,7 +158,7 @@ def dev_mounts(settings: Settings, dep: Deployment) -> tuple[Mount, ...]:
     """environments/ and env-frozen/ of the deployment (created if missing) and the common scripts, read-write."""
     mounts = []
     for folder, target in (("environments", DEV_ENVIRONMENTS), ("env-frozen", DEV_FROZEN)):
-        host = dep.folder / folder
+        host = dep.image_dir / folder  # the build context (context:), where the trailer reads them
         host.mkdir(parents=True, exist_ok=True)
         mounts.append(Mount(host.resolve(), target))
     scripts = common_scripts(settings)

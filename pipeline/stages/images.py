@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import keystore
+from pipeline import keystore, tagging
 from pipeline.buildctx.collect import Collector, ContextError
 from pipeline.buildctx.send import DOCKERFILE_NAME, BuildContext
 from pipeline.cache import stage_cache
@@ -20,6 +20,7 @@ from pipeline.errors import BuildFailed, ConfigError, ImageNotFound
 from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
 from pipeline.keys import PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
+from pipeline.parents import PLACEHOLDER_ID, locate, parent_problem
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
 from pipeline.stages.results import Freshness, ImageResult
@@ -27,7 +28,7 @@ from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)
 
-PARENT_ARG = "BASE_IMAGE"
+PARENT_ARG = "BASE_IMAGE"  # the default; a spec's own is ``spec.parent_arg`` (``base_arg:``)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def rendered_text(settings: Settings, spec: ImageSpec) -> tuple[str, dict[str, s
     """The Dockerfile text to build and the digest of each source part (for explanations)."""
     parts = read_sources(spec.sources)
     sources = {display_rel(settings, path): sha256_text(body) for path, body in parts}
-    return render(parts, buildkit=settings.buildkit), sources
+    return render(parts, buildkit=settings.buildkit, mounts=settings.cache_mounts), sources
 
 
 def display_rel(settings: Settings, path: Path) -> str:
@@ -54,20 +55,6 @@ def display_rel(settings: Settings, path: Path) -> str:
         return str(path.relative_to(settings.deployments_dir))
     except ValueError:
         return display(path)
-
-
-def locate(spec: ImageSpec, line: int) -> str:
-    """``file:line`` of a line of the rendered Dockerfile (its parts are concatenated in order)."""
-    first = 1
-    for path in spec.sources:
-        try:
-            count = len(path.read_text(encoding="utf-8").splitlines())
-        except OSError:
-            break
-        if line < first + count:
-            return f"{display(path)}:{line - first + 1}"
-        first += count
-    return f"{display(spec.rendered_path)}:{line}"
 
 
 def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> BuildPlan:
@@ -80,19 +67,24 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
     """
     parent = engine.require(spec.parent_ref, f"run `doit {spec.parent_task}` first")
     text, sources = rendered_text(settings, spec)
-    buildargs = {**spec.buildargs, PARENT_ARG: parent.id}
+    buildargs = {**spec.buildargs, spec.parent_arg: parent.id}
+    missing: list[ModelError] = []
 
     def image(ref: str, line: int) -> BaseImage:
         info = parent if ref == parent.id else engine.image(ref)
         if info is None:
-            raise ModelError(line, f"image {ref} is not on the Docker engine at {engine.host}; pull or build it "
-                                   "first (the key needs its ID)")
+            # Said after the parent check: a FROM that ignores the parent is the cause to name first.
+            missing.append(ModelError(line, f"image {ref} is not on the Docker engine at {engine.host}; pull or "
+                                            "build it first (the key needs its ID)"))
+            return BaseImage(PLACEHOLDER_ID)
         config = info.attrs.get("Config") or {}
         return BaseImage(info.id, tuple(config.get("Env") or ()), tuple(config.get("OnBuild") or ()))
 
     try:
         model = analyse(text, buildargs=buildargs, images=image, buildkit=settings.buildkit)
         _check_parent(model, parent, spec)
+        if missing:
+            raise missing[0]
         collector = Collector(spec.context, hasher, allow_empty_globs=settings.buildkit)
         for source in model.sources:
             collector.add(source)
@@ -109,11 +101,11 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
         files={rel: entry.keyed() for rel, entry in entries.items()},
         images={ref: iid for ref, iid in model.images.items() if iid != parent.id},
         urls=model.urls,
-        args=keyed_args(declared, buildargs, PARENT_ARG),
+        args=keyed_args(declared, buildargs, spec.parent_arg),
         parent_id=parent.id,
     )
     passed = {k: v for k, v in buildargs.items() if k in declared}
-    unused = tuple(sorted(set(spec.buildargs) - set(declared) - PIPELINE_ARGS))
+    unused = tuple(sorted(set(spec.buildargs) - set(declared) - PIPELINE_ARGS - {spec.parent_arg}))
     return BuildPlan(key, BuildContext(spec.context, entries, text), passed, parent, unused, model.instructions)
 
 
@@ -125,10 +117,10 @@ def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
     Raises:
         ConfigError: ``file:line`` and what to do.
     """
-    parent_id = "sha256:" + "0" * 64
+    parent_id = PLACEHOLDER_ID
     placeholder = BaseImage(parent_id)
     try:
-        model = analyse(text, buildargs={**spec.buildargs, PARENT_ARG: parent_id},
+        model = analyse(text, buildargs={**spec.buildargs, spec.parent_arg: parent_id},
                         images=lambda ref, line: placeholder, buildkit=settings.buildkit)
         if model.final_base != parent_id:
             _check_parent(model, ImageInfo(parent_id, (), {}, 0, {}), spec)
@@ -141,11 +133,9 @@ def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
 
 
 def _check_parent(model: Analysis, parent: ImageInfo, spec: ImageSpec) -> None:
-    if model.final_base == parent.id:
-        return
-    raise ModelError(model.final_line, f"the final stage builds FROM {model.final_base!r}, not the parent "
-                                       f"{spec.parent_ref} that the pipeline passes as {PARENT_ARG}; start it with "
-                                       f"`ARG {PARENT_ARG}` and `FROM ${{{PARENT_ARG}}}`")
+    problem = parent_problem(model, parent.id, spec)
+    if problem is not None:
+        raise problem
 
 
 def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> InputKey:
@@ -158,7 +148,41 @@ def freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileH
     image = engine.image(spec.ref)
     if image is None:
         return Freshness(False, f"image {spec.ref} is missing")
-    return compare(settings, spec.task, image, current_key(settings, engine, spec, hasher))
+    key = current_key(settings, engine, spec, hasher)
+    fresh = compare(settings, spec.task, image, key)
+    if fresh.current:
+        untagged = [ref for ref in extra_refs(settings, spec, key.digest) if not _tagged(engine, ref, image.id)]
+        if untagged:
+            more = f" and {len(untagged) - 1} more" if len(untagged) > 1 else ""
+            return Freshness(False, f"extra tag {untagged[0]}{more} is not on {short(image.id)} yet (a retag, "
+                                    "no rebuild)")
+    return fresh
+
+
+def extra_refs(settings: Settings, spec: ImageSpec, key: str) -> list[str]:
+    """The references the stage's image is also tagged with now (its ``tags``/``tags.extra`` templates).
+
+    Raises:
+        PipelineError: a template uses {commit} outside a git checkout.
+    """
+    return [tagging.render(t, repository=spec.repository, environment=settings.environment, key=key,
+                           root=settings.deployments_dir) for t in spec.extra_tags]
+
+
+def _tagged(engine: Engine, ref: str, image_id: str) -> bool:
+    info = engine.image(ref)
+    return info is not None and info.id == image_id
+
+
+def apply_extra_tags(settings: Settings, engine: Engine, spec: ImageSpec, result: ImageResult) -> tuple[str, ...]:
+    """Point the stage's extra tags at its image (names only: never a rebuild); returns those that moved."""
+    moved = []
+    for ref in extra_refs(settings, spec, result.inputs):
+        if not _tagged(engine, ref, result.image_id):
+            engine.tag(result.image_id, ref)
+            log.info("%s: also tagged %s", spec.task, ref)
+            moved.append(ref)
+    return tuple(moved)
 
 
 def compare(settings: Settings, task: str, image: ImageInfo, key: InputKey) -> Freshness:
@@ -198,7 +222,7 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
                  plan.context.files, _size(plan.context.size()))
         request = BuildRequest(spec.task, spec.context, spec.rendered_path, plan.buildargs,
                                spec.labels(settings, plan.key.digest), files=plan.context,
-                               id_args=frozenset({PARENT_ARG}))
+                               id_args=frozenset({spec.parent_arg}))
         try:
             image_id = engine.build(request, buildkit_cli=find_buildkit_cli() if settings.buildkit else None)
         except BuildFailed as exc:
@@ -206,7 +230,9 @@ def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
         _check_lineage(engine, spec, image_id, plan.parent)
         return image_id
 
-    return produce(settings, engine, spec.task, spec.ref, plan.key, make)
+    result = produce(settings, engine, spec.task, spec.ref, plan.key, make)
+    apply_extra_tags(settings, engine, spec, result)
+    return result
 
 
 def _located(spec: ImageSpec, plan: BuildPlan, exc: BuildFailed) -> str:

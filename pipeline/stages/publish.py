@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,10 @@ def login(settings: Settings) -> list[str]:
 
 # -- push ------------------------------------------------------------------------------------------
 
-def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick: bool = True) -> Freshness:
-    """Current when the registry already serves this image's manifest at the build tag (one manifest GET).
+def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick: bool = True,
+                   extras: bool = True) -> Freshness:
+    """Current when the registry already serves this image's manifest at the build tag (one manifest GET),
+    and (with ``extras``) at each extra tag of the mission's repository.
 
     ``quick`` (for doit's up-to-date check) makes one attempt; the push itself retries.
     """
@@ -86,8 +89,34 @@ def push_freshness(settings: Settings, engine: Engine, dep: Deployment, *, quick
         return Freshness(False, f"registry {dep.registry.host} has no {dep.repo}:{tag} yet")
     repo_digests = image.attrs.get("RepoDigests") or []
     if manifest.config_digest == image.id or f"{dep.repository}@{manifest.digest}" in repo_digests:
+        behind = [t for t in extra_registry_tags(settings, dep, image.labels)
+                  if backend_for(dep.registry).tag_digest(dep.repo, t) != manifest.digest] if extras else []
+        if behind:
+            return Freshness(False, f"registry {dep.registry.host} holds {ref} but not yet its extra tag "
+                                    f"{dep.repo}:{behind[0]} (a registry-side retag, no upload)")
         return Freshness(True, f"registry {dep.registry.host} already holds {ref} ({short(manifest.digest)})")
     return Freshness(False, f"{ref} is {short(image.id)} locally but the registry serves {short(manifest.digest)}")
+
+
+def extra_registry_tags(settings: Settings, dep: Deployment, labels: Mapping[str, str]) -> list[str]:
+    """The mission's extra tags (``tags.extra``) in its own repository: push adds them registry-side.
+
+    Extra tags naming another repository (``notebook-demo:latest``) stay local names.
+
+    Raises:
+        PipelineError: a template uses {commit} outside a git checkout.
+    """
+    from pipeline import tagging
+    from pipeline.plan import LABEL_INPUTS
+
+    tags = []
+    for template in dep.extra_tags:
+        ref = tagging.render(template, repository=dep.repository, environment=settings.environment,
+                             key=labels.get(LABEL_INPUTS, ""), root=settings.deployments_dir)
+        repository, _, tag = ref.rpartition(":")
+        if repository == dep.repository:
+            tags.append(tag)
+    return tags
 
 
 def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
@@ -102,7 +131,7 @@ def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
     started = time.monotonic()
     ref = dep.image_ref(settings.environment)
     image = engine.require(ref, f"run `doit build:{dep.name}` first")
-    fresh = push_freshness(settings, engine, dep, quick=False)
+    fresh = push_freshness(settings, engine, dep, quick=False, extras=False)  # extra tags: a retag below
     backend = backend_for(dep.registry)
     if fresh.current:
         log.info("push:%s: %s; nothing sent", dep.name, fresh.reason)
@@ -117,6 +146,12 @@ def push(settings: Settings, engine: Engine, dep: Deployment) -> RegistryResult:
         )
         log.info("push:%s: pushed %s@%s", dep.name, dep.repository, digest)
         changed = True
+    build_tag = dep.tag("build", settings.environment)
+    for tag in extra_registry_tags(settings, dep, image.labels):
+        if backend.tag_digest(dep.repo, tag) != digest:
+            backend.retag(dep.repo, build_tag, tag)
+            log.info("push:%s: tagged %s:%s in the registry (%s)", dep.name, dep.repository, tag, short(digest))
+            changed = True
     record = {"ref": ref, "digest": digest, "image": image.id, "repository": dep.repository}
     records.save(record_path(settings, dep.name), record)
     return RegistryResult(dep.name, ref, digest, changed, time.monotonic() - started)

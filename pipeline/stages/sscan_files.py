@@ -90,7 +90,7 @@ def discover(settings: Settings) -> SourceFiles:
 
 def requirement_files(settings: Settings) -> list[Path]:
     """Every selected deployment's env-frozen/*/requirements.txt."""
-    return [p for dep in settings.deployments for p in sorted(dep.folder.glob("env-frozen/*/requirements.txt"))]
+    return [p for dep in settings.deployments for p in sorted(dep.image_dir.glob("env-frozen/*/requirements.txt"))]
 
 
 def audits_installed(settings: Settings) -> bool:

@@ -9,6 +9,7 @@ one never is.  A failure is recorded as such, so ``doit info`` can say so.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ KIND = "tests"
 # docker run's own exit codes when the command cannot be started (see containers.docker_exit_problem).
 _NOT_STARTED = (126, 127)
 _DOCKER_ERROR_MARKERS = ("Error response from daemon", "OCI runtime", "exec:", "executable file not found")
+# runc's words for the program it could not start: `exec: "tini": executable file not found in $PATH`,
+# `exec: "/opt/x": stat /opt/x: no such file or directory`, `exec: "/opt/x": permission denied`.
+_EXEC_ERROR = re.compile(r'exec: "([^"]*)": (.+?)(?:: unknown)?\.?\s*$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -137,11 +141,28 @@ def _failure(dep: Deployment, ref: str, result: CommandResult) -> str:
     where = display(dep.folder / "deployment.yaml")
     output = result.output
     if result.returncode in _NOT_STARTED and any(m in output for m in _DOCKER_ERROR_MARKERS):
-        problem = "not found" if result.returncode == 127 else "not executable"
-        return f"test command {dep.test} {problem} in image {ref}; set `test:` in {where}"
+        return _not_started(dep, ref, result, where)
     if result.returncode == 125:
         return f"{containers.docker_exit_problem(result)}; check run.args in {where} and pipeline.yaml"
     return f"{dep.test} exited with {result.returncode} in {ref}; last output: {_last_lines(output)}"
+
+
+def _not_started(dep: Deployment, ref: str, result: CommandResult, where: str) -> str:
+    """Docker could not start a program: the test command itself, or something before it (the ENTRYPOINT).
+
+    "not found" is said only when Docker's error names the test command.
+    """
+    found = _EXEC_ERROR.search(result.output)
+    if found is None:
+        return (f"docker could not start {dep.test} in {ref} (exit {result.returncode}): "
+                f"{_last_lines(result.output, 1)}; check the image and run.args in {where}")
+    program, cause = found.group(1), found.group(2).strip()
+    if program == _command(dep)[0]:
+        problem = "not found" if result.returncode == 127 else "not executable"
+        return f"test command {dep.test} {problem} in image {ref} ({cause}); set `test:` in {where}"
+    return (f"the container could not start {program!r}, which runs before the test command {dep.test} "
+            f"(the image's ENTRYPOINT), in {ref}: exec: \"{program}\": {cause}; install it in the image or fix "
+            "its ENTRYPOINT")
 
 
 def _last_lines(output: str, count: int = 3, width: int = 300) -> str:

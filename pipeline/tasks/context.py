@@ -14,6 +14,7 @@ from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.errors import ConfigError
 from pipeline.hashing import FileHasher
+from pipeline.parents import check_parents
 from pipeline.plan import ImageSpec, chain_specs, mission_spec
 
 
@@ -58,6 +59,7 @@ def get() -> Context:
         doit_vars = {key: get_var(key, None) for key in config.OVERRIDE_KEYS}
         try:
             settings = config.load(deployments_dir(), config.collect_overrides(doit_vars), Path("build"))
+            check_parents(settings)  # a FROM that ignores the parent stops the run before any build
         except ConfigError as exc:
             raise InvalidDodoFile(str(exc)) from None
         _context = Context(settings, Engine(), FileHasher(settings.build_dir / "cache" / "file-hashes.json"))

@@ -89,6 +89,9 @@ def dockerfile_tasks() -> Iterator[TaskDict]:
     return per_deployment("dockerfile", "render every selected deployment's Dockerfile", lambda ctx, dep: {
         "doc": f"build/dockerfiles/{dep.name}.Dockerfile from its Dockerfile(.custom) and the trailer",
         "actions": [(dockerfile_action, [dep.name])],
+        # The model checks the context's sources, so a preparation step that writes them goes first.
+        "task_dep": list(dep.task_dep),
+        "file_dep": list(dep.file_dep),
         "uptodate": [StageCheck(f"dockerfile:{dep.name}", _dockerfile_fresh, dep.name)],
     })
 
@@ -96,10 +99,13 @@ def dockerfile_tasks() -> Iterator[TaskDict]:
 def build_tasks() -> Iterator[TaskDict]:
     def make(ctx: Context, dep: Deployment) -> TaskDict:
         spec = ctx.mission(dep.name)
+        # deployment.yaml's task_dep/file_dep: the user's preparation tasks (their targets are file_dep
+        # here, so doit runs them first, and only when their own inputs changed).
         return {
             "doc": f"mission image {spec.ref}",
             "actions": [(build_action, [dep.name])],
-            "task_dep": [spec.parent_task, f"dockerfile:{dep.name}"],
+            "task_dep": [spec.parent_task, f"dockerfile:{dep.name}", *dep.task_dep],
+            "file_dep": list(dep.file_dep),
             "uptodate": [StageCheck(spec.task, _mission_fresh, dep.name)],
         }
 

@@ -85,7 +85,7 @@ def test_bundled_trailer_keys_the_pins_only_in_frozen_mode(frozen: bool, pins_in
     demo = REPO / "deployments" / "demo"
     text = (demo / "Dockerfile.custom").read_text() + (REPO / "deployments" / "common" / "Dockerfile.trailer").read_text()
     parent = "sha256:" + "0" * 64
-    args = {"BASE_IMAGE": parent, "USE_FROZEN": "1" if frozen else "0", "FROZEN_SPECS": FROZEN_SPECS[frozen]}
+    args = {"BASE_IMAGE": parent, "USE_FROZEN": "1" if frozen else "0", "FROZEN_SPECS": FROZEN_SPECS["frozen" if frozen else "floating"]}
     model = analyse(text, buildargs=args, images=lambda ref, line: BaseImage(parent), buildkit=False)
     collector = Collector(demo, FileHasher(None), allow_empty_globs=False)
     for source in model.sources:
