@@ -47,16 +47,17 @@ def dependencies(parts: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name, digest in sorted((dockerfile.get("sources") or {}).items()):
         out.append({"name": name, "digest": {"sha256": _hex(digest)}, "annotations": {"pipeline.role": "dockerfile"}})
     for name, entry in sorted((parts.get("files") or {}).items()):
-        # "sha256:HEX:MODE", or "link:TARGET:MODE" for a symbolic link (keys.file_entry)
+        # "file:MODE:sha256:HEX", "dir", or "link:TARGET" (buildctx.collect.Entry.keyed)
         kind, _, rest = str(entry).partition(":")
-        if kind == "sha256":
-            value, _, mode = rest.partition(":")
-            out.append({"name": name, "digest": {"sha256": value},
+        if kind == "file":
+            mode, _, digest = rest.partition(":")
+            out.append({"name": name, "digest": {"sha256": _hex(digest)},
                         "annotations": {"pipeline.role": "file", "pipeline.mode": mode}})
+        elif kind == "link":
+            out.append({"name": name, "content": base64.b64encode(rest.encode()).decode(),
+                        "annotations": {"pipeline.role": "symlink", "pipeline.target": rest}})
         else:
-            target, _, mode = rest.rpartition(":")
-            out.append({"name": name, "content": base64.b64encode(target.encode()).decode(),
-                        "annotations": {"pipeline.role": "symlink", "pipeline.mode": mode, "pipeline.target": target}})
+            out.append({"name": name, "annotations": {"pipeline.role": "directory"}})
     for url in parts.get("urls") or []:
         out.append({"uri": url, "annotations": {"pipeline.role": "url"}})
     return out

@@ -196,7 +196,7 @@ def test_image_all_signs_then_verify_passes_and_names_the_edited_file(
     assert build["internalParameters"]["pipeline.inputs"] == keyed["digest"]
     deps = {d["name"]: d for d in build["resolvedDependencies"]}
     assert deps["parent image"]["digest"]["sha256"] == keyed["parts"]["parent"].split(":")[1]
-    assert deps["environments/test"]["digest"]["sha256"] == keyed["parts"]["files"]["environments/test"].split(":")[1]
+    assert deps["environments/test"]["digest"]["sha256"] == keyed["parts"]["files"]["environments/test"].split(":")[-1]
     assert found["https://cyclonedx.org/bom"]["predicate"]["specVersion"] == "1.6"
 
     second = project.run("deployment=alpha", "image_all:alpha")
