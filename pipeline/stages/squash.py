@@ -35,7 +35,7 @@ from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.stages.crosslink import crosslinked_ref, squash_repo
-from pipeline.stages.patch import backup_ref
+from pipeline.stages.oneshot import backup_ref
 from pipeline.stages.relink import Tamper, finish_config, import_changes, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
