@@ -18,6 +18,7 @@ before the mission tag moves, and a failing script leaves no image behind.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import tempfile
@@ -169,32 +170,27 @@ def patch_image(settings: Settings, engine: Engine, name: str, script: Path, aut
     return PatchResult(name, ref, image_id, src.id, saved, directory, seconds, new.size, src.size)
 
 
-SHIPPED_SCRIPTS = Path(__file__).resolve().parents[2] / "deployments" / "common" / "scripts"
-
-
-def shipped_script(settings: Settings, name: str) -> Path:
-    """deployments/common/scripts/NAME of the project when it has one, else the copy shipped with the pipeline."""
-    own = settings.deployments_dir / "common" / "scripts" / name
-    return own if own.is_file() else SHIPPED_SCRIPTS / name
-
-
-def apt_upgrade_script(settings: Settings) -> Path:
-    """The OS-upgrade script: deployments/common/scripts/apt-upgrade."""
-    return shipped_script(settings, "apt-upgrade")
+# Programs the pipeline runs inside images ship with it as package data (pipeline/programs/), never
+# read from a deployments/ tree: that holds only the user's files.
+PROGRAMS = importlib.resources.files("pipeline") / "programs"
 
 
 def patch_os(settings: Settings, engine: Engine, name: str, author: str, description: str = "",
              source: str | None = None) -> PatchResult:
-    """Patch with the shipped OS-upgrade script.
+    """Patch with the shipped OS-upgrade program (pipeline/programs/apt-upgrade).
+
+    A project's own deployments/common/scripts/apt-upgrade, when it has one, is run instead.
 
     Raises:
         ConfigError: the script is missing; see :func:`patch_image` for the rest.
     """
-    script = apt_upgrade_script(settings)
-    hint = (f"put the OS-upgrade script at {display(settings.deployments_dir / 'common' / 'scripts' / 'apt-upgrade')} "
+    own = settings.deployments_dir / "common" / "scripts" / "apt-upgrade"
+    hint = (f"put the OS-upgrade script at {display(own)} "
             "or reinstall the pipeline, which ships one; or run your own with `doit patch:NAME --script FILE`")
-    return patch_image(settings, engine, name, script, author, description or "OS upgrade", source,
-                       script_hint=hint)
+    with importlib.resources.as_file(PROGRAMS / "apt-upgrade") as shipped:
+        script = own if own.is_file() else shipped
+        return patch_image(settings, engine, name, script, author, description or "OS upgrade", source,
+                           script_hint=hint)
 
 
 SSL_SCRIPT = """#!/bin/sh

@@ -216,7 +216,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("patch_os", "Patch with the shipped OS-upgrade script.", run=slim.patch_os_action,
           params=(slim.AUTHOR, slim.param("description", "recorded in the image", "OS upgrade", "m"), slim.SOURCE),
           group_doc="OS upgrade of each selected deployment's image, as a patch",
-          task_doc="OS upgrade of {ref} (deployments/common/scripts/apt-upgrade) as a patch"),
+          task_doc="OS upgrade of {ref} (the shipped apt-upgrade program) as a patch"),
     Stage("patch_ssl", "Patch a CA bundle into the image's trust store.", run=slim.patch_ssl_action,
           params=(slim.AUTHOR, slim.DESCRIPTION, slim.param("bundle", "the PEM bundle (default: certs.target)"),
                   slim.SOURCE),
