@@ -151,5 +151,3 @@ class BuildCalls(ImageCalls):
 def _failure(task: str, step: str, detail: str, recent: Iterable[str]) -> str:
     tail = "\n".join(f"    {line}" for line in recent if line.strip())
     return f"{task}: build failed at {step.strip()}: {detail.strip()}" + (f"\n  last output:\n{tail}" if tail else "")
-
-

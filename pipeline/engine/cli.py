@@ -44,5 +44,3 @@ def _cli_supports_buildkit(cli: str) -> bool:
         return False
     major = version.split(".", 1)[0]
     return major.isdigit() and int(major) < 23
-
-

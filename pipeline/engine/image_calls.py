@@ -194,5 +194,3 @@ def _last_status(answer: Any) -> str:
             raise PipelineError(f"docker import failed: {event['error']}")
         image_id = event.get("status", image_id) or image_id
     return image_id.strip()
-
-
