@@ -24,6 +24,7 @@ from pipeline.config_parts import (
 )
 from pipeline.config_sign import parse_sign
 from pipeline.errors import ConfigError
+from pipeline.keys import PIPELINE_ARGS
 from pipeline.section import Section, parse_bool
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.yamlfile import display, load_yaml
@@ -206,7 +207,7 @@ def _deployment(folder: Path, settings: Settings) -> Deployment:
     # A plain Dockerfile is complete as it is; anything else gets the shared trailer appended.
     trailer = sec.bool("trailer", dockerfile.name != "Dockerfile")
     build_args = sec.string_map("build_args")
-    for reserved in ("BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS"):
+    for reserved in sorted(PIPELINE_ARGS):
         if reserved in build_args:
             raise sec.error(f"key 'build_args.{reserved}' is set by the pipeline; remove it", "build_args")
     return Deployment(
