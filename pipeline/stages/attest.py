@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import keystore, provenance, records, signing
-from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.hashing import sha256_bytes
@@ -24,7 +23,7 @@ from pipeline.plan import LABEL_INPUTS, mission_spec
 from pipeline.provenance import build_statement
 from pipeline.registry import referrers
 from pipeline.registry.backend import backend_for
-from pipeline.settings import Deployment
+from pipeline.settings import Deployment, Settings
 from pipeline.stages import sbom
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.files import GENERATED_MODE, has_generated_mode, write_bytes
 from pipeline.hashing import sha256_bytes
+from pipeline.settings import Settings
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config import Settings
 from pipeline.files import write_text
 from pipeline.hashing import sha256_text
 from pipeline.plan import ImageSpec
+from pipeline.settings import Settings
 from pipeline.stages.images import check_model, rendered_text
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Deployment, Settings
 from pipeline.containers import (
     ContainerSpec,
     Mount,
@@ -30,6 +29,7 @@ from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, PipelineError
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.run import CommandResult
+from pipeline.settings import Deployment, Settings
 
 log = logging.getLogger(__name__)
 

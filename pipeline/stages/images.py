@@ -12,7 +12,6 @@ from pipeline import keystore
 from pipeline.buildctx.collect import Collector, ContextError
 from pipeline.buildctx.send import BuildContext
 from pipeline.cache import stage_cache
-from pipeline.config import Settings
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
 from pipeline.dockerfile.parser import Instruction
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
@@ -22,6 +21,7 @@ from pipeline.hashing import FileHasher, sha256_text
 from pipeline.keys import PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
+from pipeline.settings import Settings
 from pipeline.stages.results import Freshness, ImageResult
 from pipeline.yamlfile import display
 

@@ -31,11 +31,11 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import CommandFailed, ConfigError, ImageNotFound
 from pipeline.keys import short
 from pipeline.plan import mission_spec
+from pipeline.settings import Settings
 from pipeline.stages.oneshot import (
     commit_and_tag,
     commit_config,

@@ -32,11 +32,10 @@ from typing import Any
 import yaml
 
 from pipeline import yamlfile
-from pipeline.config import Deployment, Settings
 from pipeline.errors import ConfigError, SecretsError
 from pipeline.registry.ecr import assume_role
 from pipeline.run import CommandResult, run
-from pipeline.settings import Secrets
+from pipeline.settings import Deployment, Secrets, Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import provenance, records, signing
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.errors import AttestationsUnavailable, ImageNotFound, PipelineError, RegistryError, VerificationFailed
 from pipeline.hashing import FileHasher
@@ -27,7 +26,7 @@ from pipeline.plan import LABEL_INPUTS, mission_spec
 from pipeline.provenance import open_provenance
 from pipeline.registry import referrers
 from pipeline.registry.backend import backend_for
-from pipeline.settings import Deployment
+from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 
 log = logging.getLogger(__name__)

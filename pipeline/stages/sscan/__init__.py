@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from pipeline import records
-from pipeline.config import Settings
 from pipeline.errors import PipelineError, ScanIncomplete
 from pipeline.hashing import FileHasher
+from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.results import Freshness
 from pipeline.stages.sscan.bandit import _scan_bandit

@@ -12,12 +12,12 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, ScanIncomplete
 from pipeline.run import run
 from pipeline.scan.model import Finding
 from pipeline.scan.osv import OsvDatabase, Package
 from pipeline.scan.policy import IgnoreEntry, load_ignores
+from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
 from pipeline.stages.sscan.programs import _condensed, _module_command, unreachable

@@ -6,9 +6,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.errors import ScanIncomplete
 from pipeline.run import run
+from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
 from pipeline.stages.sscan.programs import _condensed, _module_command

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import yamlfile
-from pipeline.config import Settings
+from pipeline.settings import Settings
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
 from pipeline.yamlfile import display
 
