@@ -53,7 +53,7 @@ def read_source(settings: Settings) -> tuple[Path, bytes]:
     return path, data
 
 
-def certs_current(settings: Settings) -> Freshness:
+def certs_freshness(settings: Settings) -> Freshness:
     """Whether ``certs.target`` already holds the source bundle's bytes, and why not."""
     path, data = read_source(settings)
     target = settings.certs.target

@@ -15,7 +15,7 @@ from pipeline.yamlfile import display
 log = logging.getLogger(__name__)
 
 
-def dockerfile_current(settings: Settings, spec: ImageSpec) -> Freshness:
+def dockerfile_freshness(settings: Settings, spec: ImageSpec) -> Freshness:
     text, _ = rendered_text(settings, spec)
     try:
         if spec.rendered_path.read_text(encoding="utf-8") == text:

@@ -149,7 +149,7 @@ def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     return plan_build(settings, engine, spec, hasher).key
 
 
-def freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
+def image_freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
     """Compare the tagged image's ``pipeline.inputs`` label with the current key."""
     image = engine.image(spec.ref)
     if image is None:

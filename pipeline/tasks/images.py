@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.plan import chain_specs
-from pipeline.stages.images import build_image, freshness
+from pipeline.stages.images import build_image, image_freshness
 from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
@@ -31,10 +31,10 @@ def chain_tasks() -> Iterator[TaskDict]:
             "doc": f"shared layer {spec.ref} FROM {spec.parent_ref}",
             "actions": [(layer_action, [spec.task])],
             "task_dep": [spec.parent_task, "certs"],
-            "uptodate": [StageCheck(spec.task, _image_fresh, spec.task)],
+            "uptodate": [StageCheck(spec.task, _layer_check, spec.task)],
             "verbosity": 2,
         }
 
 
-def _image_fresh(ctx: Context, task: str) -> Any:
-    return freshness(ctx.settings, ctx.engine, ctx.layer(task), ctx.hasher)
+def _layer_check(ctx: Context, task: str) -> Any:
+    return image_freshness(ctx.settings, ctx.engine, ctx.layer(task), ctx.hasher)

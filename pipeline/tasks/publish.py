@@ -39,5 +39,5 @@ def release_action(ctx: Context, version: list[str] | None = None) -> Any:
     return release.release(ctx.settings, " ".join(words) or None)
 
 
-def promote_fresh(ctx: Context, name: str, source: str = "", target: str = "") -> Any:
+def promote_check(ctx: Context, name: str, source: str = "", target: str = "") -> Any:
     return publish.promote_freshness(ctx.settings, ctx.settings.deployment(name), source or None, target or None)

@@ -92,20 +92,20 @@ def squash_action(ctx: Context, name: str, paths: str = "", keep_archive: str = 
 
 # -- up-to-date checks --------------------------------------------------------------------------
 
-def crosslink_fresh(ctx: Context, name: str, dry_run: bool = False, **_: Any) -> Freshness:
+def crosslink_check(ctx: Context, name: str, dry_run: bool = False, **_: Any) -> Freshness:
     if dry_run:
         return Freshness(False, "--dry-run always runs")
     _, source = mission_image(ctx.settings, ctx.engine, name)
     return crosslink_freshness(ctx.settings, ctx.engine, source, name)
 
 
-def export_fresh(ctx: Context, name: str, keep_archive: str = "", **_: Any) -> Freshness:
+def export_check(ctx: Context, name: str, keep_archive: str = "", **_: Any) -> Freshness:
     return export_freshness(ctx.settings, ctx.engine, name, keep_archive)
 
 
-def import_fresh(ctx: Context, name: str, archive: str = "", keep_archive: str = "", **_: Any) -> Freshness:
+def import_check(ctx: Context, name: str, archive: str = "", keep_archive: str = "", **_: Any) -> Freshness:
     return import_freshness(ctx.settings, ctx.engine, name, archive, keep_archive)
 
 
-def squash_fresh(ctx: Context, name: str) -> Freshness:
+def squash_check(ctx: Context, name: str) -> Freshness:
     return squash_freshness(ctx.settings, ctx.engine, name)

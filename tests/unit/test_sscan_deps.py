@@ -90,14 +90,14 @@ def test_no_source_at_all_is_incomplete(tmp_path: Path) -> None:
 def test_freshness_follows_the_key_and_a_failure_stays_stale(tmp_path: Path) -> None:
     settings = project(tmp_path, "example-pkg==1.0\n")
     hasher = FileHasher(None)
-    assert not sscan.freshness(settings, hasher, "deps").current
+    assert not sscan.scanner_freshness(settings, hasher, "deps").current
     run(settings)
-    fresh = sscan.freshness(settings, hasher, "deps")
+    fresh = sscan.scanner_freshness(settings, hasher, "deps")
     assert not fresh.current and "failed last time" in fresh.reason
     (settings.deployments_dir / "a" / "env-frozen" / "main" / "requirements.txt").write_text("example-pkg==1.2\n")
-    assert "changed: " in sscan.freshness(settings, hasher, "deps").reason
+    assert "changed: " in sscan.scanner_freshness(settings, hasher, "deps").reason
     assert run(settings).ok
-    assert sscan.freshness(settings, hasher, "deps").current
+    assert sscan.scanner_freshness(settings, hasher, "deps").current
 
 
 def test_no_source_hint_fits_the_settings(tmp_path: Path) -> None:

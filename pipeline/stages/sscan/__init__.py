@@ -98,7 +98,7 @@ def _save_record(settings: Settings, found: Inputs, result: SourceScan) -> None:
     records.save(record_path(settings, found.scanner), record)
 
 
-def freshness(settings: Settings, hasher: FileHasher, scanner: str) -> Freshness:
+def scanner_freshness(settings: Settings, hasher: FileHasher, scanner: str) -> Freshness:
     """Current when the recorded key equals the current one and that run passed."""
     found = inputs(settings, hasher, scanner)
     record = _load_record(settings, scanner)
@@ -183,7 +183,7 @@ def scan_all(settings: Settings, hasher: FileHasher) -> SscanSummary:
     results = []
     for scanner in SCANNERS:
         try:
-            fresh = freshness(settings, hasher, scanner)
+            fresh = scanner_freshness(settings, hasher, scanner)
             results.append(scan_sources(settings, hasher, scanner, fresh=fresh))
         except PipelineError as exc:
             results.append(SourceScan(scanner, False, str(exc), incomplete=True))
