@@ -4,7 +4,7 @@ Each function checks that the deployment's image exists (it never builds it),
 runs one container through pipeline.containers (named, labelled with the
 namespace, carrying the configured run args) and returns a small result.  Only
 ``dev`` keeps its container; every other one is removed on exit, failure and
-Ctrl-C.  No doit here: pipeline/tasks/hands_on.py adapts these to tasks.
+Ctrl-C.  No doit here: pipeline/tasks/hands_on_adapters.py adapts these to tasks.
 """
 
 from __future__ import annotations
