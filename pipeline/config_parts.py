@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pipeline.config_sign import key_files
-from pipeline.scan.policy import load_ignores
+from pipeline.findings.policy import load_ignores
 from pipeline.section import Section
 from pipeline.settings import Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 

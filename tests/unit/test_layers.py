@@ -75,7 +75,7 @@ def internal(names: set[str]) -> set[str]:
 
 
 def test_every_module_has_a_floor() -> None:
-    # (a package's __init__ that imports nothing of the pipeline, e.g. scan/ split over two floors, needs none)
+    # (a package's __init__ that imports nothing of the pipeline, e.g. findings/ split over two floors, needs none)
     missing = sorted(m for m in MODULES if m != "pipeline" and floor_of(m) is None and internal(MODULES[m]))
     missing += [m for m in ("dodo",) if floor_of(m) is None]
     assert not missing, f"add these to the floor table in docs/design.md: {missing}"

@@ -14,7 +14,7 @@ from pipeline.errors import ScanIncomplete
 from pipeline.hashing import FileHasher
 from pipeline.settings import Settings
 from pipeline.stages import sscan
-from pipeline.stages.sscan import programs
+from pipeline.stages.sscan import tool_run
 
 ADVISORIES = [
     {"id": "EX-1", "aliases": ["CVE-2026-1"], "affected": [{"package": {"ecosystem": "PyPI", "name": "example-pkg"},
@@ -129,10 +129,10 @@ DIRECT_TIMEOUT = (
     ("ERROR: something else entirely", ""),
 ])
 def test_an_unreachable_service_is_named_with_host_and_port(output: str, expected: str) -> None:
-    assert programs.unreachable("Traceback (most recent call last):\n  ...\n" + output) == expected
+    assert tool_run.unreachable("Traceback (most recent call last):\n  ...\n" + output) == expected
 
 
 def test_a_long_error_line_is_shortened_at_a_word() -> None:
-    text = programs._condensed("error: " + " ".join(f"word{i}" for i in range(200)))
+    text = tool_run._condensed("error: " + " ".join(f"word{i}" for i in range(200)))
     assert text.endswith("(the whole output is in the task's log)")
     assert text.split(" … ")[0].split()[-1].startswith("word") and len(text) < 400

@@ -28,7 +28,7 @@ from pipeline.stages.sscan.bandit import _scan_bandit
 from pipeline.stages.sscan.deps import _scan_deps
 from pipeline.stages.sscan.lint import _scan_lint
 from pipeline.stages.sscan.outcome import Inputs, ScanFailed, SourceScan, SscanSummary
-from pipeline.stages.sscan.programs import _PACKAGES
+from pipeline.stages.sscan.tool_run import _PACKAGES
 from pipeline.stages.sscan.yaml_files import _scan_yaml
 from pipeline.yamlfile import display
 

@@ -13,14 +13,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from pipeline.errors import ConfigError, PipelineError, ScanIncomplete
+from pipeline.findings.model import Finding
+from pipeline.findings.osv import OsvDatabase, Package
+from pipeline.findings.policy import IgnoreEntry, load_ignores
 from pipeline.run import run
-from pipeline.scan.model import Finding
-from pipeline.scan.osv import OsvDatabase, Package
-from pipeline.scan.policy import IgnoreEntry, load_ignores
 from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
-from pipeline.stages.sscan.programs import _condensed, _module_command, unreachable
+from pipeline.stages.sscan.tool_run import _condensed, _module_command, unreachable
 from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pipeline.run import run
 from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
-from pipeline.stages.sscan.programs import _condensed, _module_command
+from pipeline.stages.sscan.tool_run import _condensed, _module_command
 from pipeline.yamlfile import display
 
 
