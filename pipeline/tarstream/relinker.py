@@ -1,0 +1,252 @@
+"""The one pass: which files may be linked (Roots), the Relinker, and file digests."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from pipeline.tarstream.tar_format import (
+    ZERO_BLOCK,
+    Entry,
+    StreamError,
+    _padded,
+    _Reader,
+    link_header,
+    parse_headers,
+    read_entry,
+)
+
+SPOOL_BOUND = 64 << 20
+OUT_CHUNK = 1 << 20
+
+
+# -- which files may be linked -------------------------------------------------------------------
+
+class Roots:
+    """Directories (shell globs allowed, one path component per ``*``) whose files may be linked."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = [tuple(p for p in pattern.strip("/").split("/") if p) for pattern in patterns if pattern]
+        self._dirs: dict[str, bool] = {}
+
+    def holds(self, path: str) -> bool:
+        directory = path.rsplit("/", 1)[0]
+        known = self._dirs.get(directory)
+        if known is None:
+            parts = tuple(p for p in directory.split("/") if p)
+            known = any(len(parts) >= len(pat) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pat, strict=False))
+                        for pat in self.patterns)
+            self._dirs[directory] = known
+        return known
+
+
+# -- the one pass --------------------------------------------------------------------------------
+
+def _meta_key(digest: bytes, entry: Entry) -> bytes:
+    xattrs = hashlib.sha256(repr(entry.xattrs).encode()).digest()[:8] if entry.xattrs else b""
+    return digest + struct.pack(">QQQQ", entry.size, entry.uid, entry.gid, entry.mode) + xattrs
+
+
+@dataclass
+class Counts:
+    entries: int = 0
+    files: int = 0  # regular files
+    candidates: int = 0
+    hashed_bytes: int = 0
+    spooled: int = 0
+    reread: int = 0
+    files_linked: int = 0
+    bytes_saved: int = 0
+    bytes_read: int = 0
+    bytes_sent: int = 0
+
+
+class Relinker:
+    """Link duplicates on the way from an export stream to an import stream (see the module docstring).
+
+    Iterate :meth:`stream` to get the chunks to send; afterwards :attr:`counts`,
+    :attr:`sent_sha256` and :attr:`listing_sha256` are final.  ``link=False`` copies
+    every entry (the listing and hashes are still made).
+    """
+
+    def __init__(self, chunks: Iterable[bytes], roots: Sequence[str], *, spool_bound: int = SPOOL_BOUND,
+                 reread: Callable[[str], bytes] | None = None, link: bool = True) -> None:
+        self._reader = _Reader(chunks)
+        self._roots = Roots(roots)
+        self.spool_bound = spool_bound
+        self._reread = reread
+        self._link = link
+        self._sizes: set[int] = set()
+        self._first: dict[bytes, tuple[str, Entry]] = {}
+        self._sent = hashlib.sha256()
+        self._listing = hashlib.sha256()
+        self.counts = Counts()
+        self.peak_spool = 0
+        self._out = bytearray()
+        self.done = False
+
+    @property
+    def sent_sha256(self) -> str:
+        return "sha256:" + self._sent.hexdigest()
+
+    @property
+    def listing_sha256(self) -> str:
+        return "sha256:" + self._listing.hexdigest()
+
+    def _flush(self) -> Iterator[bytes]:
+        if self._out:
+            chunk, self._out = self._out, bytearray()
+            self._sent.update(chunk)
+            self.counts.bytes_sent += len(chunk)
+            yield chunk
+
+    def _emit_header(self, raw: bytes, entry: Entry, linked_to: tuple[str, Entry] | None) -> None:
+        written = parse_headers(raw)
+        if linked_to is None:
+            if not written.same(entry):
+                raise StreamError(f"wrote a header for {entry.path} that differs from the one read")
+        else:
+            target_name, target = linked_to
+            if not (written.type == b"1" and written.name == entry.name and written.linkname == target_name
+                    and (target.size, target.uid, target.gid, target.mode, target.xattrs)
+                    == (entry.size, entry.uid, entry.gid, entry.mode, entry.xattrs)):
+                raise StreamError(f"wrote a link for {entry.path} that breaks the linking rule")
+        self._out += raw
+
+    def _list(self, entry: Entry, digest: bytes | None) -> None:
+        link = entry.linkname if entry.type in (b"1", b"2") else "-"
+        line = "\t".join((entry.path, entry.type.decode("latin-1") or "0", f"{entry.mode:o}",
+                          f"{entry.uid}:{entry.gid}", str(entry.size) if entry.regular else "-",
+                          digest.hex() if digest else "-", link, ",".join(k for k, _ in entry.xattrs)))
+        self._listing.update(line.encode("utf-8", "surrogateescape") + b"\n")
+
+    def stream(self) -> Iterator[bytes]:
+        """The tar to send, in chunks of about 1 MiB.
+
+        Raises:
+            StreamError: the export stream is truncated or corrupt, or a check of what was written failed.
+        """
+        reader = self._reader
+        while True:
+            entry = read_entry(reader)
+            if entry is None:
+                break
+            self.counts.entries += 1
+            if not entry.regular or entry.size == 0 or not self._roots.holds(entry.path):
+                self.counts.files += entry.regular
+                self._list(entry, None)
+                self._emit_header(entry.raw, entry, None)
+                yield from self._copy(entry.size)
+                continue
+            self.counts.files += 1
+            self.counts.candidates += 1
+            yield from self._candidate(entry)
+        self._out += ZERO_BLOCK * 2
+        yield from self._flush()
+        reader.drain()
+        self.counts.bytes_read = reader.offset
+        self.done = True
+
+    def _copy(self, size: int, digest: hashlib._Hash | None = None) -> Iterator[bytes]:
+        """Copy ``size`` data bytes and the padding after them, hashing into ``digest`` when given."""
+        for piece in self._reader.pieces(_padded(size)):
+            if digest is not None and size > 0:
+                digest.update(piece[:size])
+                size -= len(piece)
+            self._out += piece
+            if len(self._out) >= OUT_CHUNK:
+                yield from self._flush()
+        if len(self._out) >= OUT_CHUNK:
+            yield from self._flush()
+
+    def _candidate(self, entry: Entry) -> Iterator[bytes]:
+        counts = self.counts
+        counts.hashed_bytes += entry.size
+        if entry.size not in self._sizes:  # cannot be a duplicate of anything before it: out at once
+            self._sizes.add(entry.size)
+            digest = hashlib.sha256()
+            self._emit_header(entry.raw, entry, None)
+            yield from self._copy(entry.size, digest)
+            self._remember(digest.digest(), entry)
+            return
+        if entry.size <= self.spool_bound:
+            counts.spooled += 1
+            data = bytearray()
+            for piece in self._reader.pieces(_padded(entry.size)):
+                data += piece
+            self.peak_spool = max(self.peak_spool, len(data))
+            digest = hashlib.sha256(memoryview(data)[:entry.size]).digest()
+            yield from self._decide(entry, digest, data)
+            return
+        if self._reread is not None:  # too big to hold: read it once more through the engine first
+            counts.reread += 1
+            digest = self._reread(entry.path)
+            yield from self._decide(entry, digest, None)
+            return
+        digest_obj = hashlib.sha256()
+        self._emit_header(entry.raw, entry, None)
+        yield from self._copy(entry.size, digest_obj)
+        self._remember(digest_obj.digest(), entry)
+
+    def _decide(self, entry: Entry, digest: bytes, data: bytearray | None) -> Iterator[bytes]:
+        first = self._first.get(_meta_key(digest, entry)) if self._link else None
+        if first is not None:
+            self._emit_header(link_header(entry.name, first[0], first[1]), entry, first)
+            self.counts.files_linked += 1
+            self.counts.bytes_saved += entry.size
+            self._list(entry, digest)
+            if data is None and self._consume(entry.size) != digest:
+                raise StreamError(f"gave {entry.path} other bytes than the engine's archive endpoint")
+            if len(self._out) >= OUT_CHUNK:
+                yield from self._flush()
+            return
+        self._emit_header(entry.raw, entry, None)
+        if data is not None:
+            self._out += data
+            if len(self._out) >= OUT_CHUNK:
+                yield from self._flush()
+        else:
+            check = hashlib.sha256()
+            yield from self._copy(entry.size, check)
+            if check.digest() != digest:
+                raise StreamError(f"gave {entry.path} other bytes than the engine's archive endpoint")
+        self._remember(digest, entry)
+
+    def _consume(self, size: int) -> bytes:
+        """Read (and drop) ``size`` data bytes and their padding; returns the data's sha256."""
+        digest = hashlib.sha256()
+        left = size
+        for piece in self._reader.pieces(_padded(size)):
+            if left > 0:
+                digest.update(piece[:left])
+                left -= len(piece)
+        return digest.digest()
+
+    def _remember(self, digest: bytes, entry: Entry) -> None:
+        key = _meta_key(digest, entry)
+        if key not in self._first:  # kept without its header blocks: about 200 bytes a file
+            self._first[key] = (entry.name, replace(entry, raw=b""))
+        self._list(entry, digest)
+
+
+def file_digest(chunks: Iterable[bytes]) -> bytes:
+    """The sha256 of the first regular file in a tar stream (the engine's archive of one path).
+
+    Raises:
+        StreamError: the stream holds no regular file or is truncated.
+    """
+    reader = _Reader(chunks)
+    entry = read_entry(reader)
+    if entry is None or not entry.regular:
+        raise StreamError("holds no regular file where one was expected")
+    digest = hashlib.sha256()
+    left = entry.size
+    for piece in reader.pieces(_padded(entry.size)):
+        if left > 0:
+            digest.update(piece[:left])
+            left -= len(piece)
+    reader.drain()
+    return digest.digest()
