@@ -67,10 +67,8 @@ def _problem(cache: StageCache, backend: Backend, repo: str, tag: str, key: Inpu
     if label != key.digest:
         return f"it carries inputs {short(label)}, not {short(key.digest)}", None
     artifacts = referrers.fetch(backend, repo, manifest.digest)
-    from pipeline.stages.verify import open_provenance
-
     try:
-        opened, attested, _ = open_provenance(artifacts, manifest.digest, keys)
+        opened, attested, _ = provenance.open_provenance(artifacts, manifest.digest, keys)
     except VerificationFailed as exc:
         return str(exc), None
     if attested.digest != key.digest:
@@ -94,13 +92,11 @@ def sign_entry(cache: StageCache, backend: Backend, task: str, key: InputKey, di
         return
     repo = cache.cache.repo
     try:
-        from pipeline.stages.attest import build_statement
-
         signer = signing.load_signer(settings.sign)
         subject = backend.http.manifest(repo, digest)
         if subject is None:
             raise PipelineError(f"registry {backend.host} has no {repo}@{digest}")
-        statement = build_statement(settings, task, key, f"{backend.host}/{repo}", digest, None, None)
+        statement = provenance.build_statement(settings, task, key, f"{backend.host}/{repo}", digest, None, None)
         envelope = referrers.Envelope(provenance.SLSA_PROVENANCE, signing.seal(statement, signer))
         artifact = referrers.attach(backend, repo, subject, [envelope])
         log.info("%s: signed the cache entry's provenance with key %s (%s)", task, signing.keyid_of(signer)[:12],

@@ -30,12 +30,11 @@ from pipeline.config_parts import (
 )
 from pipeline.config_sign import parse_sign
 from pipeline.errors import ConfigError
+from pipeline.keys import PIPELINE_ARGS
 from pipeline.section import Section
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
 from pipeline.yamlfile import display, load_yaml
 
-# The args the pipeline passes to every image stage (keys.PIPELINE_ARGS, without importing keys here).
-PIPELINE_ARGS = ("BASE_IMAGE", "USE_FROZEN", "FROZEN_SPECS")
 ENVIRONMENTS = ("sandbox", "dev", "test", "prod")
 ROOT_KINDS = ("image", "rootfs", "bootstrap")
 # Overrides that may come from `doit key=value` or PIPELINE_KEY environment variables.

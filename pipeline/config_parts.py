@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline import tagging
 from pipeline.config_sign import key_files
-from pipeline.scan.policy import load_ignores
+from pipeline.findings.policy import load_ignores
 from pipeline.section import Section, parse_bool
 from pipeline.settings import PIN_LEVELS, Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 

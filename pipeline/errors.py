@@ -75,3 +75,7 @@ class AttestationsUnavailable(PipelineError):
     """An image's attestations could not be fetched: registry down, refused, or blobs missing (exit 2)."""
 
     incomplete = True
+
+
+class SecretsError(PipelineError):
+    """A secrets operation cannot be done; the message says what to do."""

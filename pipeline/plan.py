@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Deployment, Settings
+from pipeline.settings import Deployment, Settings
 from pipeline.yamlfile import display
 
 # Image labels the pipeline writes and reads.

@@ -13,10 +13,15 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipeline import signing
 from pipeline.errors import VerificationFailed
 from pipeline.keys import KEY_VERSION, InputKey, short
+from pipeline.registry import referrers
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -134,3 +139,42 @@ def attested_key(statement: Mapping[str, Any]) -> InputKey:
         raise VerificationFailed(f"the attested parts hash to {short(recomputed.digest)}, not the attested key "
                                  f"{short(digest)}")
     return recomputed
+
+
+def build_statement(settings: Settings, task: str, key: InputKey, name: str, digest: str,
+                    created: str | None, deployment: str | None) -> dict[str, Any]:
+    """The provenance statement of one stage's image pushed as ``name@digest``."""
+    external: dict[str, Any] = {"environment": settings.environment, "frozen": settings.frozen,
+                                "namespace": settings.namespace}
+    if deployment:
+        external["deployment"] = deployment
+    metadata = {"finishedOn": created} if created else {}
+    return provenance_statement(name=name, digest=digest, task=task, key=key, external=external,
+                                           metadata=metadata)
+
+
+def open_provenance(artifacts: list[referrers.Artifact], digest: str, keys: list[signing.PublicKey],
+                    ) -> tuple[signing.Opened, InputKey, list[str]]:
+    """The first provenance envelope that verifies against ``keys`` and is about ``digest``, with its key.
+
+    Returns the opened envelope, the attested key and the problems of the envelopes that failed.
+
+    Raises:
+        VerificationFailed: no provenance at all, or none that verifies (the first problem is named).
+    """
+    problems: list[str] = []
+    seen = 0
+    for artifact in artifacts:
+        for envelope in artifact.envelopes:
+            if envelope.predicate_type != SLSA_PROVENANCE:
+                continue
+            seen += 1
+            try:
+                opened = signing.open_envelope(envelope.data, keys)
+                check_subject(opened.statement, digest, SLSA_PROVENANCE)
+                return opened, attested_key(opened.statement), problems
+            except VerificationFailed as exc:
+                problems.append(f"{short(artifact.digest)} ({artifact.where}): {exc}")
+    if not seen:
+        raise VerificationFailed(f"no signed provenance is attached to {short(digest)} (unsigned)")
+    raise VerificationFailed(f"attestation {problems[0]}")

@@ -18,17 +18,14 @@ from doit.reporter import ConsoleReporter
 
 from pipeline import interrupt, lock, runlog, runreport
 from pipeline.errors import LockTimeout
+from pipeline.tasks import table
 from pipeline.units import human_size
 
-# Tasks that only look at images or run long interactive containers: they must not hold the
-# run lock (a developer's `doit sh:demo` would otherwise block every other run in the checkout).
-# secrets_edit is not among them: a second edit of the same checkout must wait, or one edit is lost.
-LOCK_FREE = frozenset(
-    {"exec", "sh", "root_sh", "dev", "run_lab", "cp", "env_list", "env_export", "history", "graph",
-     "secrets_cat"}
-)
-# Tasks whose stdout is data (`doit secrets_cat:demo > file`): no task lines, no summary around it.
-QUIET = frozenset({"secrets_cat", "env_export"})
+# From the stage table (``lock=False`` / ``quiet=True`` rows): views and interactive shells must
+# not hold the run lock (a developer's `doit sh:demo` would otherwise block every other run in the
+# checkout); a quiet task's stdout is data (`doit secrets_cat:demo > file`).
+LOCK_FREE = table.lock_free()
+QUIET = table.quiet()
 
 
 @dataclass

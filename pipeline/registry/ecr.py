@@ -2,7 +2,8 @@
 
 Credentials come from boto3's standard chain; with ``role_arn`` the role is
 assumed through STS first (replacing awsudo). Temporary credentials stay in
-memory.
+memory.  The only module that imports boto3: the secrets tasks' STS AssumeRole
+(:func:`assume_role`) lives here too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import base64
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import RegistryAuthError, RegistryError, RegistryUnavailable
+from pipeline.errors import RegistryAuthError, RegistryError, RegistryUnavailable, SecretsError
 from pipeline.registry.credentials import Credentials
-from pipeline.settings import Registry
+from pipeline.settings import Registry, Secrets
 
 if TYPE_CHECKING:
     import boto3
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SESSION_NAME = "jupyterhub-image-pipeline"
+SECRETS_SESSION_NAME = "jupyterhub-image-pipeline-secrets"  # secrets_*: STS AssumeRole for git and sops
 
 
 class Ecr:
@@ -168,3 +170,32 @@ def _translate(registry: Registry, what: str, exc: Exception) -> Exception:
             return RegistryAuthError(f"{where}: cannot {what}: {code}: {message}")
         return RegistryError(f"{where}: cannot {what}: {code}: {message}")
     return RegistryError(f"{where}: cannot {what}: {exc}")
+
+
+def assume_role(secrets: Secrets) -> dict[str, str]:
+    """STS AssumeRole with boto3's standard credential chain.
+
+    Raises:
+        SecretsError: no credentials, STS unreachable or the role refused.
+    """
+    import boto3
+    import botocore.exceptions
+
+    where = f" at {secrets.sts_endpoint_url}" if secrets.sts_endpoint_url else ""
+    try:
+        sts = boto3.Session(region_name=secrets.region).client("sts", endpoint_url=secrets.sts_endpoint_url)
+        answer = sts.assume_role(RoleArn=secrets.role_arn, RoleSessionName=SECRETS_SESSION_NAME)
+    except botocore.exceptions.NoCredentialsError:
+        raise SecretsError(f"no AWS credentials to assume {secrets.role_arn} (secrets.role_arn); configure them "
+                           "(boto3's standard chain: environment, ~/.aws, instance role)") from None
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as exc:
+        raise SecretsError(f"cannot reach STS{where} to assume {secrets.role_arn}: {exc}") from None
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise SecretsError(f"STS{where} refused to assume {secrets.role_arn} (secrets.role_arn): "
+                           f"{error.get('Code', '')}: {error.get('Message', '')}") from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise SecretsError(f"cannot assume {secrets.role_arn} through STS{where}: {exc}") from None
+    log.info("secrets: assumed %s (temporary credentials go to git and sops only)", secrets.role_arn)
+    creds = answer["Credentials"]
+    return {k: str(creds[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}

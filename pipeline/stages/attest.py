@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import keystore, provenance, records, signing
-from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.hashing import sha256_bytes
 from pipeline.keys import InputKey, short
 from pipeline.plan import LABEL_INPUTS, mission_spec
+from pipeline.provenance import build_statement
 from pipeline.registry import referrers
 from pipeline.registry.backend import backend_for
-from pipeline.settings import Deployment
+from pipeline.settings import Deployment, Settings
 from pipeline.stages import sbom
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
@@ -68,18 +68,6 @@ def _sbom_bytes(settings: Settings, name: str, image: ImageInfo, digest: str) ->
             sha256_bytes(data) != record.get("files", {}).get(cdx.name):
         raise ConfigError(f"{display(cdx)} does not describe {short(digest)}; run `doit sbom:{name}` first")
     return data
-
-
-def build_statement(settings: Settings, task: str, key: InputKey, name: str, digest: str,
-                    created: str | None, deployment: str | None) -> dict[str, Any]:
-    """The provenance statement of one stage's image pushed as ``name@digest``."""
-    external: dict[str, Any] = {"environment": settings.environment, "frozen": settings.frozen,
-                                "namespace": settings.namespace}
-    if deployment:
-        external["deployment"] = deployment
-    metadata = {"finishedOn": created} if created else {}
-    return provenance.provenance_statement(name=name, digest=digest, task=task, key=key, external=external,
-                                           metadata=metadata)
 
 
 def attest_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:

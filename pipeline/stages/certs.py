@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.files import GENERATED_MODE, has_generated_mode, write_bytes
 from pipeline.hashing import sha256_bytes
+from pipeline.settings import Settings
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
 
@@ -53,7 +53,7 @@ def read_source(settings: Settings) -> tuple[Path, bytes]:
     return path, data
 
 
-def certs_current(settings: Settings) -> Freshness:
+def certs_freshness(settings: Settings) -> Freshness:
     """Whether ``certs.target`` already holds the source bundle's bytes, and why not."""
     path, data = read_source(settings)
     target = settings.certs.target

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import PipelineError, RegistryError
+from pipeline.findings.model import SEVERITIES, at_least
 from pipeline.registry.backend import backend_for
-from pipeline.scan.model import SEVERITIES, at_least
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.keys import short
+from pipeline.settings import Settings
 from pipeline.stages.relink import link_paths, relink_image, scan
 from pipeline.stages.results import Freshness
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config import Settings
 from pipeline.files import write_text
 from pipeline.hashing import sha256_text
 from pipeline.plan import ImageSpec
+from pipeline.settings import Settings
 from pipeline.stages.images import check_model, rendered_text
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
@@ -15,7 +15,7 @@ from pipeline.yamlfile import display
 log = logging.getLogger(__name__)
 
 
-def dockerfile_current(settings: Settings, spec: ImageSpec) -> Freshness:
+def dockerfile_freshness(settings: Settings, spec: ImageSpec) -> Freshness:
     text, _ = rendered_text(settings, spec)
     try:
         if spec.rendered_path.read_text(encoding="utf-8") == text:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import records
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.keys import short
 from pipeline.plan import mission_spec
+from pipeline.settings import Settings
 from pipeline.stages.freeze import diff_requirements, folder, image_specs, listing, report, spec_texts
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display

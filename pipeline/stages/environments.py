@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.config import Settings
 from pipeline.containers import as_command
 from pipeline.engine import Engine
 from pipeline.errors import ImageNotFound, PipelineError
+from pipeline.settings import Settings
 from pipeline.stages.hands_on import mission_image
 
 log = logging.getLogger(__name__)

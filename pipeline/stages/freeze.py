@@ -36,13 +36,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from pipeline import records
-from pipeline.config import Deployment, Settings
 from pipeline.engine import Engine
 from pipeline.errors import ImageNotFound, PipelineError
 from pipeline.files import write_bytes
 from pipeline.hashing import sha256_bytes
 from pipeline.keys import short
 from pipeline.plan import mission_spec
+from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 

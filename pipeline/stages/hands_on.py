@@ -4,7 +4,7 @@ Each function checks that the deployment's image exists (it never builds it),
 runs one container through pipeline.containers (named, labelled with the
 namespace, carrying the configured run args) and returns a small result.  Only
 ``dev`` keeps its container; every other one is removed on exit, failure and
-Ctrl-C.  No doit here: pipeline/tasks/hands_on.py adapts these to tasks.
+Ctrl-C.  No doit here: pipeline/tasks/hands_on_adapters.py adapts these to tasks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Deployment, Settings
 from pipeline.containers import (
     ContainerSpec,
     Mount,
@@ -30,6 +29,7 @@ from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, PipelineError
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.run import CommandResult
+from pipeline.settings import Deployment, Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.keys import short
 from pipeline.plan import mission_spec
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from pipeline import keystore, tagging
 from pipeline.buildctx.collect import Collector, ContextError
 from pipeline.buildctx.send import DOCKERFILE_NAME, BuildContext
 from pipeline.cache import stage_cache
-from pipeline.config import Settings
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
 from pipeline.dockerfile.parser import Instruction
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
@@ -23,6 +22,7 @@ from pipeline.keys import PIPELINE_ARGS, InputKey, explain, image_key, keyed_arg
 from pipeline.parents import PLACEHOLDER_ID, locate, parent_problem
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
+from pipeline.settings import Settings
 from pipeline.stages.results import Freshness, ImageResult
 from pipeline.yamlfile import display
 
@@ -143,7 +143,7 @@ def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     return plan_build(settings, engine, spec, hasher).key
 
 
-def freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
+def image_freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
     """Compare the tagged image's ``pipeline.inputs`` label with the current key."""
     image = engine.image(spec.ref)
     if image is None:

@@ -24,13 +24,13 @@ import yaml
 from packaging.utils import canonicalize_name
 
 from pipeline import containers, keystore
-from pipeline.config import Settings
 from pipeline.containers import ContainerSpec
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import CommandFailed, PipelineError
 from pipeline.files import write_text
 from pipeline.keys import short
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, chain_specs, mission_spec
+from pipeline.settings import Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 

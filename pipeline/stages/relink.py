@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.config import Settings
 from pipeline.engine import BuildRequest, Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE
+from pipeline.settings import Settings
 from pipeline.tarstream import SPOOL_BOUND, Counts, Relinker, StreamError, file_digest
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.engine import BuildRequest, Engine
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, LABEL_STAGE
 from pipeline.run import run
+from pipeline.settings import Settings
 from pipeline.stages.images import compare, produce
 from pipeline.stages.results import Freshness, ImageResult
 

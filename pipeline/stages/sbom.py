@@ -21,13 +21,13 @@ from typing import Any
 import yaml
 
 from pipeline import __version__, records
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.files import write_text
 from pipeline.hashing import sha256_bytes
 from pipeline.keys import short
 from pipeline.plan import mission_spec
+from pipeline.settings import Settings
 from pipeline.stages.manifest import manifest_path
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness

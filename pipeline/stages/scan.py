@@ -19,14 +19,14 @@ import yaml
 from pipeline.engine import Engine
 from pipeline.errors import ConfigError, PipelineError, RegistryError, ScanIncomplete
 from pipeline.files import write_bytes, write_text
+from pipeline.findings.ecr_scan import ecr_findings
+from pipeline.findings.model import Finding
+from pipeline.findings.osv import OsvDatabase, Package
+from pipeline.findings.policy import judge, load_ignores, relevant
+from pipeline.findings.report import document, gate_failure, summary
+from pipeline.findings.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.keys import short
 from pipeline.registry.backend import backend_for
-from pipeline.scan.ecr_scan import ecr_findings
-from pipeline.scan.model import Finding
-from pipeline.scan.osv import OsvDatabase, Package
-from pipeline.scan.policy import judge, load_ignores, relevant
-from pipeline.scan.report import document, gate_failure, summary
-from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.manifest import dpkg_sources, manifest_path
 from pipeline.stages.publish import pushed_record

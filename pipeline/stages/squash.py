@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import records
-from pipeline.config import Settings
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
+from pipeline.settings import Settings
 from pipeline.stages.crosslink import crosslinked_ref, squash_repo
-from pipeline.stages.patch import backup_ref
+from pipeline.stages.oneshot import backup_ref
 from pipeline.stages.relink import Tamper, finish_config, import_changes, link_paths, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display

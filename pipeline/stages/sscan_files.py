@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.hashing import FileHasher
+from pipeline.settings import Settings
 
 # Folders never scanned: tool and build state, other people's code, and the secrets checkouts.
 EXCLUDED_DIRS = frozenset({

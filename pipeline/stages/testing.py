@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import containers, records
-from pipeline.config import Deployment, Settings
 from pipeline.containers import ContainerSpec
 from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, CommandTimedOut, ConfigError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.run import CommandResult
+from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import provenance, records, signing
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.errors import AttestationsUnavailable, ImageNotFound, PipelineError, RegistryError, VerificationFailed
 from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey, explain, short
 from pipeline.plan import LABEL_INPUTS, mission_spec
+from pipeline.provenance import open_provenance
 from pipeline.registry import referrers
 from pipeline.registry.backend import backend_for
-from pipeline.settings import Deployment
+from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 
 log = logging.getLogger(__name__)
@@ -62,33 +62,6 @@ def record_path(settings: Settings, name: str) -> Path:
 
 def _display(dep: Deployment, reference: str) -> str:
     return f"{dep.repository}@{reference}" if reference.startswith("sha256:") else f"{dep.repository}:{reference}"
-
-
-def open_provenance(artifacts: list[referrers.Artifact], digest: str, keys: list[signing.PublicKey],
-                    ) -> tuple[signing.Opened, InputKey, list[str]]:
-    """The first provenance envelope that verifies against ``keys`` and is about ``digest``, with its key.
-
-    Returns the opened envelope, the attested key and the problems of the envelopes that failed.
-
-    Raises:
-        VerificationFailed: no provenance at all, or none that verifies (the first problem is named).
-    """
-    problems: list[str] = []
-    seen = 0
-    for artifact in artifacts:
-        for envelope in artifact.envelopes:
-            if envelope.predicate_type != provenance.SLSA_PROVENANCE:
-                continue
-            seen += 1
-            try:
-                opened = signing.open_envelope(envelope.data, keys)
-                provenance.check_subject(opened.statement, digest, provenance.SLSA_PROVENANCE)
-                return opened, provenance.attested_key(opened.statement), problems
-            except VerificationFailed as exc:
-                problems.append(f"{short(artifact.digest)} ({artifact.where}): {exc}")
-    if not seen:
-        raise VerificationFailed(f"no signed provenance is attached to {short(digest)} (unsigned)")
-    raise VerificationFailed(f"attestation {problems[0]}")
 
 
 def _sbom(artifacts: list[referrers.Artifact], digest: str, keys: list[signing.PublicKey]) -> str:

@@ -33,23 +33,31 @@ def stage_action(task_name: Callable[..., str]) -> Callable[[Callable[..., Any]]
         @functools.wraps(fn)
         def action(*args: Any, **kwargs: Any) -> dict[str, Any] | TaskFailed | TaskError:
             # kwargs: a task's pos_arg and params, which doit passes by name
-            ctx = context.get()
-            name = task_name(*args)
-            with task_log(ctx.settings.build_dir, name) as logfile:
-                announced = runlog.announced.pop(name, None)
-                if announced:
-                    log.debug("%s", announced)  # the reporter printed it; the log file keeps it too
-                try:
-                    result = fn(ctx, *args, **kwargs)
-                except PipelineError as exc:
-                    log.debug("%s failed: %s", name, exc)
-                    message = f"{with_task(name, str(exc))}\n  (full log: {logfile})"
-                    # "Could not be done" (e.g. a scan) is an error, exit code 2; a refusal is a failure, 1.
-                    return TaskError(message) if getattr(exc, "incomplete", False) else TaskFailed(message)
-                finally:
-                    ctx.hasher.save()
-            return result.values()
+            return run_stage(task_name(*args), lambda ctx: fn(ctx, *args, **kwargs))
 
         return action
 
     return decorate
+
+
+def run_stage(name: str, call: Callable[[context.Context], Any]) -> dict[str, Any] | TaskFailed | TaskError:
+    """Run ``call(ctx)`` as task ``name``: its log in build/logs/NAME.log, a PipelineError as one line.
+
+    Returns the stage result's values (saved by doit), or TaskFailed (a refusal, exit 1) /
+    TaskError (could not be done, exit 2) naming the task and its log file.
+    """
+    ctx = context.get()
+    with task_log(ctx.settings.build_dir, name) as logfile:
+        announced = runlog.announced.pop(name, None)
+        if announced:
+            log.debug("%s", announced)  # the reporter printed it; the log file keeps it too
+        try:
+            result = call(ctx)
+        except PipelineError as exc:
+            log.debug("%s failed: %s", name, exc)
+            message = f"{with_task(name, str(exc))}\n  (full log: {logfile})"
+            # "Could not be done" (e.g. a scan) is an error, exit code 2; a refusal is a failure, 1.
+            return TaskError(message) if getattr(exc, "incomplete", False) else TaskFailed(message)
+        finally:
+            ctx.hasher.save()
+    return result.values()

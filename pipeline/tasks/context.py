@@ -10,12 +10,12 @@ from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
 from pipeline import config
-from pipeline.config import Settings
 from pipeline.engine import Engine
 from pipeline.errors import ConfigError
 from pipeline.hashing import FileHasher
 from pipeline.parents import check_parents
 from pipeline.plan import ImageSpec, chain_specs, mission_spec
+from pipeline.settings import Settings
 
 
 @dataclass

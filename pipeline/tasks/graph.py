@@ -12,29 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.dot import Node, propagate, write_graph
-from pipeline.tasks import context, images, inspect
-from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
 from pipeline.tasks.context import Context
+from pipeline.tasks.table import graph_stages
 
 log = logging.getLogger(__name__)
 
-GENERATORS = (
-    lambda: [images.certs_task() | {"name": "certs"}],
-    lambda: [images.root_task() | {"name": "root"}],
-    images.chain_tasks,
-    images.dockerfile_tasks,
-    images.build_tasks,
-    inspect.test_tasks,
-    inspect.drift_tasks,
-    inspect.manifest_tasks,
-)
-
 
 def dag_tasks() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(full task name, task dict) for every stage of the DAG, group entries skipped."""
-    for generate in GENERATORS:
-        for entry in generate():
+    """(full task name, task dict) for every stage the table puts in the graph, group entries skipped."""
+    for stage in graph_stages():
+        made = stage.task_dicts()
+        for entry in ([made | {"name": stage.name}] if isinstance(made, dict) else made):
             name = entry.get("name")
             if not name or not entry.get("actions"):
                 continue
@@ -59,7 +48,6 @@ def evaluate(entries: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Node]:
     return propagate(nodes)
 
 
-@stage_action(lambda: "graph")
 def graph_action(ctx: Context) -> Any:
     nodes = evaluate(dag_tasks())
     title = f"{ctx.settings.namespace} ({ctx.settings.environment}): " + ", ".join(
@@ -81,13 +69,3 @@ class GraphResult:
 
     def values(self) -> dict[str, Any]:
         return {"stages": self.stages, "stale": self.stale}
-
-
-def graph_task() -> dict[str, Any]:
-    context.get()
-    return {
-        "doc": "write build/graph/dag.dot (+ .svg/.png with Graphviz), stale stages marked",
-        "actions": [(graph_action, [])],
-        "uptodate": [False],
-        "verbosity": 2,
-    }

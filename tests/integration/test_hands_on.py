@@ -21,7 +21,7 @@ from helpers import (
     run_doit_input,
 )
 
-from pipeline.tasks.hands_on import command_line
+from pipeline.tasks.hands_on_adapters import command_line
 
 pytestmark = pytest.mark.docker
 

@@ -38,7 +38,7 @@ def _settings(tmp_path: Path) -> config.Settings:
 
 
 def test_patch_os_without_its_script_names_no_option_it_lacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(patch, "SHIPPED_SCRIPTS", tmp_path / "nowhere")
+    monkeypatch.setattr(patch, "PROGRAMS", tmp_path / "nowhere")
     with pytest.raises(ConfigError) as info:
         patch.patch_os(_settings(tmp_path), None, "alpha", "ops")  # type: ignore[arg-type]  # fails before the engine
     message = str(info.value)

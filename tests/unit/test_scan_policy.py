@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.scan.model import Finding, normalise_severity
-from pipeline.scan.osv import OsvDatabase, Package, affects
-from pipeline.scan.policy import IgnoreEntry, judge, load_ignores
-from pipeline.scan.report import document, gate_failure, summary
+from pipeline.findings.model import Finding, normalise_severity
+from pipeline.findings.osv import OsvDatabase, Package, affects
+from pipeline.findings.policy import IgnoreEntry, judge, load_ignores
+from pipeline.findings.report import document, gate_failure, summary
 from pipeline.stages.manifest import parse_dpkg_sources, parse_dpkg_status
 
 TODAY = dt.date(2026, 11, 30)

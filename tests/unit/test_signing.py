@@ -20,7 +20,7 @@ from pipeline.stages.manifest import parse_dpkg_details
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
 PARTS = {"dockerfile": {"rendered": "sha256:" + "11" * 32, "sources": {"alpha/Dockerfile.custom": "sha256:" + "22" * 32}},
-         "files": {"app.txt": "sha256:" + "33" * 32 + ":644", "link": "link:app.txt:777"}, "urls": [],
+         "files": {"app.txt": "file:644:sha256:" + "33" * 32, "link": "link:app.txt"}, "urls": [],
          "args": {"X": "1"}, "parent": "sha256:" + "44" * 32}
 
 
@@ -100,7 +100,7 @@ def test_wrong_key_and_wrong_subject(tmp_path: Path) -> None:
 
 def test_parts_that_do_not_hash_to_the_attested_key_fail() -> None:
     forged = statement()
-    forged["predicate"]["buildDefinition"]["internalParameters"]["keyParts"]["files"]["app.txt"] = "sha256:" + "00" * 32 + ":644"
+    forged["predicate"]["buildDefinition"]["internalParameters"]["keyParts"]["files"]["app.txt"] = "file:644:sha256:" + "00" * 32
     with pytest.raises(VerificationFailed, match="hash to"):
         provenance.attested_key(forged)
 

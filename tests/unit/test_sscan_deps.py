@@ -14,6 +14,7 @@ from pipeline.errors import ScanIncomplete
 from pipeline.hashing import FileHasher
 from pipeline.settings import Settings
 from pipeline.stages import sscan
+from pipeline.stages.sscan import tool_run
 
 ADVISORIES = [
     {"id": "EX-1", "aliases": ["CVE-2026-1"], "affected": [{"package": {"ecosystem": "PyPI", "name": "example-pkg"},
@@ -89,14 +90,14 @@ def test_no_source_at_all_is_incomplete(tmp_path: Path) -> None:
 def test_freshness_follows_the_key_and_a_failure_stays_stale(tmp_path: Path) -> None:
     settings = project(tmp_path, "example-pkg==1.0\n")
     hasher = FileHasher(None)
-    assert not sscan.freshness(settings, hasher, "deps").current
+    assert not sscan.scanner_freshness(settings, hasher, "deps").current
     run(settings)
-    fresh = sscan.freshness(settings, hasher, "deps")
+    fresh = sscan.scanner_freshness(settings, hasher, "deps")
     assert not fresh.current and "failed last time" in fresh.reason
     (settings.deployments_dir / "a" / "env-frozen" / "main" / "requirements.txt").write_text("example-pkg==1.2\n")
-    assert "changed: " in sscan.freshness(settings, hasher, "deps").reason
+    assert "changed: " in sscan.scanner_freshness(settings, hasher, "deps").reason
     assert run(settings).ok
-    assert sscan.freshness(settings, hasher, "deps").current
+    assert sscan.scanner_freshness(settings, hasher, "deps").current
 
 
 def test_no_source_hint_fits_the_settings(tmp_path: Path) -> None:
@@ -128,10 +129,10 @@ DIRECT_TIMEOUT = (
     ("ERROR: something else entirely", ""),
 ])
 def test_an_unreachable_service_is_named_with_host_and_port(output: str, expected: str) -> None:
-    assert sscan.unreachable("Traceback (most recent call last):\n  ...\n" + output) == expected
+    assert tool_run.unreachable("Traceback (most recent call last):\n  ...\n" + output) == expected
 
 
 def test_a_long_error_line_is_shortened_at_a_word() -> None:
-    text = sscan._condensed("error: " + " ".join(f"word{i}" for i in range(200)))
+    text = tool_run._condensed("error: " + " ".join(f"word{i}" for i in range(200)))
     assert text.endswith("(the whole output is in the task's log)")
     assert text.split(" … ")[0].split()[-1].startswith("word") and len(text) < 400

@@ -9,7 +9,7 @@ from pipeline import config
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 from pipeline.stages import sscan_files
-from pipeline.stages.sscan import requirements
+from pipeline.stages.sscan.deps import requirements
 
 
 def tree(tmp_path: Path, pipeline_extra: str = "", deployment_extra: str = "") -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scan.model import Finding
-from pipeline.scan.ubuntu import UbuntuCves, UbuntuSettings
+from pipeline.findings.model import Finding
+from pipeline.findings.ubuntu import UbuntuCves, UbuntuSettings
 
 # The shape of https://ubuntu.com/security/cves/CVE-….json (fields the pipeline reads, plus some it ignores).
 RECORDS = {
@@ -119,7 +119,7 @@ def test_a_failed_lookup_says_what_failed_host_port_and_what_to_do_once(
         port = int(server.split(":")[2].split("/")[0])
         base, cves = server, ["CVE-2024-0408"] if where == "slow" else ["CVE-2024-0500"]
     ubuntu = UbuntuCves(UbuntuSettings("noble", base, cache_ttl=0, timeout=0.5), tmp_path)
-    with caplog.at_level(logging.WARNING, logger="pipeline.scan.ubuntu"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.findings.ubuntu"):
         out = ubuntu.enrich([finding(cve, "openssl") for cve in cves])
     assert [x.status for x in out] == ["unknown"] * len(cves)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

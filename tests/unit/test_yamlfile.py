@@ -7,9 +7,9 @@ import pytest
 
 from pipeline import yamlfile
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.scan.policy import load_ignores
+from pipeline.findings.policy import load_ignores
 from pipeline.stages.secrets import _check_yaml
-from pipeline.stages.sscan import _yaml_problem
+from pipeline.stages.sscan.yaml_files import _yaml_problem
 
 
 @pytest.mark.parametrize(

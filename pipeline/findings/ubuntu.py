@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from pipeline.files import write_text
-from pipeline.scan.model import Finding
+from pipeline.findings.model import Finding
 
 log = logging.getLogger(__name__)
 

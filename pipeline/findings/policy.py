@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.scan.model import Finding, at_least, order
+from pipeline.findings.model import Finding, at_least, order
 from pipeline.section import Section
 from pipeline.yamlfile import display, load_yaml
 

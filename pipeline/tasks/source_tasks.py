@@ -83,13 +83,13 @@ def push_action(ctx: Context, name: str) -> Any:
     return secrets.push(ctx.settings, name)
 
 
-def _scanner_fresh(ctx: Context, scanner: str) -> Any:
+def _scanner_check(ctx: Context, scanner: str) -> Any:
     from pipeline.stages import sscan
 
-    return sscan.freshness(ctx.settings, ctx.hasher, scanner)
+    return sscan.scanner_freshness(ctx.settings, ctx.hasher, scanner)
 
 
-def _clone_fresh(ctx: Context, name: str) -> Any:
+def _clone_check(ctx: Context, name: str) -> Any:
     from pipeline.stages import secrets
 
     return secrets.clone_freshness(ctx.settings, name)
@@ -111,7 +111,7 @@ def sscan_tasks() -> Iterator[TaskDict]:
             "basename": f"sscan:{scanner}",
             "doc": _SCANNER_DOCS[scanner],
             "actions": [(scanner_action, [scanner])],
-            "uptodate": [StageCheck(f"sscan:{scanner}", _scanner_fresh, scanner)],
+            "uptodate": [StageCheck(f"sscan:{scanner}", _scanner_check, scanner)],
             "verbosity": 2,
         }
 
@@ -146,7 +146,7 @@ def secrets_clone_tasks() -> Iterator[TaskDict]:
         "secrets_clone", clone_action,
         "clone each selected deployment's secrets repository into deployments/NAME/secrets/",
         lambda name, repo: f"clone {repo} into deployments/{name}/secrets/ (doit -a ... pulls an existing clone)",
-        lambda name: [StageCheck(f"secrets_clone:{name}", _clone_fresh, name)],
+        lambda name: [StageCheck(f"secrets_clone:{name}", _clone_check, name)],
     )
 
 

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
 from pipeline.errors import ConfigError
-from pipeline.scan.model import Finding, normalise_severity, order
+from pipeline.findings.model import Finding, normalise_severity, order
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.scan.model import SEVERITIES, Finding, order
-from pipeline.scan.policy import IgnoreEntry, Verdict
+from pipeline.findings.model import SEVERITIES, Finding, order
+from pipeline.findings.policy import IgnoreEntry, Verdict
 
 
 def ordered(verdict: Verdict) -> list[Finding]:

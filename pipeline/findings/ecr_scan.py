@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ScanIncomplete
+from pipeline.findings.model import Finding, normalise_severity
 from pipeline.registry.ecr import Ecr
-from pipeline.scan.model import Finding, normalise_severity
 
 log = logging.getLogger(__name__)
 
