@@ -55,12 +55,22 @@ def compile_patterns(text: str) -> tuple[Pattern, ...]:
 
 
 def _ignore_regex(pattern: str) -> str:
+    return _translate(pattern, gitignore=True)
+
+
+def _translate(pattern: str, *, gitignore: bool) -> str:
+    """A regex for ``pattern``: with ``gitignore``, patternmatcher's rules (``**``, a lone ``[`` is literal);
+    without, Go's filepath.Match (``*`` only, an unclosed ``[`` is an error).
+
+    Raises:
+        ValueError: an unclosed ``[`` in a filepath.Match pattern.
+    """
     out = ["^"]
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         if ch == "*":
-            if i + 1 < len(pattern) and pattern[i + 1] == "*":
+            if gitignore and i + 1 < len(pattern) and pattern[i + 1] == "*":
                 i += 2
                 if i < len(pattern) and pattern[i] == "/":
                     i += 1
@@ -74,11 +84,13 @@ def _ignore_regex(pattern: str) -> str:
             out.append(re.escape(pattern[i]))
         elif ch == "[":
             end = _class_end(pattern, i)
-            if end < 0:
-                out.append(re.escape(ch))
-            else:
+            if end >= 0:
                 out.append(_class(pattern[i + 1 : end]))
                 i = end
+            elif gitignore:
+                out.append(re.escape(ch))
+            else:
+                raise ValueError(f"syntax error in pattern {pattern!r}")
         else:
             out.append(re.escape(ch))
         i += 1
@@ -156,28 +168,7 @@ def has_wildcards(source: str) -> bool:
 
 @lru_cache(maxsize=256)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = ["^"]
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif ch == "[":
-            end = _class_end(pattern, i)
-            if end < 0:
-                raise ValueError(f"syntax error in pattern {pattern!r}")
-            out.append(_class(pattern[i + 1 : end]))
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    out.append("$")
-    return re.compile("".join(out))
+    return re.compile(_translate(pattern, gitignore=False))
 
 
 def glob_match(pattern: str, rel: str) -> bool:

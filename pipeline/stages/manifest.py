@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 from pipeline import containers, keystore
 from pipeline.containers import ContainerSpec
 from pipeline.engine import Engine, ImageInfo
-from pipeline.errors import CommandFailed, PipelineError
+from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.files import write_text
 from pipeline.keys import short
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, chain_specs, mission_spec
@@ -287,3 +287,24 @@ def parse_dist_infos(paths: Iterable[str]) -> dict[str, dict[str, str]]:
         name, version = match["dist"].rsplit("-", 1)
         envs.setdefault(match["prefix"], {})[canonicalize_name(name)] = version
     return {prefix: dict(sorted(pkgs.items())) for prefix, pkgs in sorted(envs.items())}
+
+
+def load_inventory(settings: Settings, name: str, image_id: str) -> dict[str, Any]:
+    """The manifest stage's record of this image.
+
+    Raises:
+        ConfigError: there is none, or it describes another image.
+    """
+    path = manifest_path(settings, name)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        raise ConfigError(f"no manifest {display(path)}; run `doit manifest:{name}` first") from None
+    recorded = (data.get("image") or {}).get("id")
+    if recorded != image_id:
+        raise ConfigError(f"{display(path)} describes {short(recorded)}, not the current image {short(image_id)}; "
+                          f"run `doit manifest:{name}`")
+    if data.get("dpkg") and "dpkg_details" not in data:
+        raise ConfigError(f"{display(path)} has no dpkg_details (written by an older pipeline); "
+                          f"run `doit manifest:{name}`")
+    return dict(data)

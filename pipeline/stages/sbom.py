@@ -18,17 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline import __version__, records
 from pipeline.engine import Engine
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import PipelineError
 from pipeline.files import write_text
 from pipeline.hashing import sha256_bytes
 from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Settings
-from pipeline.stages.manifest import manifest_path
+from pipeline.stages.manifest import load_inventory
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
@@ -109,27 +107,6 @@ def sbom_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
         except OSError:
             return Freshness(False, f"{display(path)} is missing")
     return Freshness(True, f"SBOM of image {short(image.id)} is current")
-
-
-def load_inventory(settings: Settings, name: str, image_id: str) -> dict[str, Any]:
-    """The manifest stage's record of this image.
-
-    Raises:
-        ConfigError: there is none, or it describes another image.
-    """
-    path = manifest_path(settings, name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        raise ConfigError(f"no manifest {display(path)}; run `doit manifest:{name}` first") from None
-    recorded = (data.get("image") or {}).get("id")
-    if recorded != image_id:
-        raise ConfigError(f"{display(path)} describes {short(recorded)}, not the current image {short(image_id)}; "
-                          f"run `doit manifest:{name}`")
-    if data.get("dpkg") and "dpkg_details" not in data:
-        raise ConfigError(f"{display(path)} has no dpkg_details (written by an older pipeline); "
-                          f"run `doit manifest:{name}`")
-    return dict(data)
 
 
 def packages(inventory: dict[str, Any]) -> list[Package]:

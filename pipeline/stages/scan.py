@@ -28,7 +28,7 @@ from pipeline.findings.ubuntu import UbuntuCves, UbuntuSettings
 from pipeline.keys import short
 from pipeline.registry.backend import backend_for
 from pipeline.settings import Deployment, Settings
-from pipeline.stages.manifest import dpkg_sources, manifest_path
+from pipeline.stages.manifest import dpkg_sources, load_inventory, manifest_path
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
@@ -288,18 +288,8 @@ def inventory(settings: Settings, name: str, image_id: str) -> tuple[list[Packag
     Raises:
         ConfigError: no manifest of this image yet (run `doit manifest:NAME`).
     """
-    path = manifest_path(settings, name)
-    try:
-        manifest = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        raise ConfigError(f"no manifest {display(path)}; run `doit manifest:{name}` first") from None
-    recorded = (manifest.get("image") or {}).get("id")
-    if recorded != image_id:
-        raise ConfigError(f"{display(path)} describes {short(recorded)}, not the current image {short(image_id)}; "
-                          f"run `doit manifest:{name}`")
-    if manifest.get("dpkg") and "dpkg_details" not in manifest:
-        raise ConfigError(f"{display(path)} has no dpkg source packages (written by an older pipeline); "
-                          f"run `doit manifest:{name}`")
+    manifest = load_inventory(settings, name, image_id)
+    recorded = manifest["image"]["id"]
     os_release = manifest.get("os_release") or {}
     ids = [str(os_release.get("ID", "")).lower(), *str(os_release.get("ID_LIKE", "")).lower().split()]
     distro = next((_DISTROS[i] for i in ids if i in _DISTROS), None)
