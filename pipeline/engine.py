@@ -8,6 +8,7 @@ and reads errors out of the SDK's streams, which report them instead of raising.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -23,16 +24,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import docker
-import docker.context
-import requests
-from docker.utils import parse_repository_tag
 
 from pipeline.buildctx.send import DOCKERFILE_NAME
 from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError, RegistryError
 from pipeline.run import run
 
 log = logging.getLogger(__name__)
+
+
+class _Lazy:
+    """A module imported on first use: loading the tasks and a no-op's checks never pay for the SDK (~0.1 s)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+docker = _Lazy("docker")
+requests = _Lazy("requests")
+
+
+def parse_repository_tag(ref: str) -> tuple[str, str | None]:
+    from docker.utils import parse_repository_tag as parse
+
+    return parse(ref)  # type: ignore[no-any-return]
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
