@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = os.environ.get("PIPELINE_DOCKER_CLI", "/usr/bin/docker")
 NAMESPACE = "jhub-bench-scale"
 REGISTRY = "127.0.0.1:5000"
+# doit as a user runs it: with Python's bytecode cache (a CI shell may set PYTHONDONTWRITEBYTECODE,
+# which would make every edited module compile on every run and time the compiler).
+DOIT_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 FAKE_PEM = ("-----BEGIN CERTIFICATE-----\n"
             "MIIBszCCAVmgAwIBAgIUbench0000000000000000000000000wCgYIKoZIzj0EAwIw\n"
             "-----END CERTIFICATE-----\n")
@@ -41,7 +44,7 @@ FAKE_PEM = ("-----BEGIN CERTIFICATE-----\n"
 def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB, this process alone) of one command; exits on failure."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or DOIT_ENV, cwd=cwd)
     assert proc.stdout is not None
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
