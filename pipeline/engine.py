@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-
 from pipeline.buildctx.send import DOCKERFILE_NAME
 from pipeline.errors import BuildFailed, CommandFailed, EngineUnavailable, ImageNotFound, PipelineError, RegistryError
 from pipeline.run import run
