@@ -228,6 +228,7 @@ def main() -> None:
         per_noop = (statistics.median(noop[hi]) - statistics.median(noop[lo])) / (hi - lo)
         per_old = (statistics.median(old[hi]) - statistics.median(old[lo])) / (hi - lo)
         print(f"each extra deployment (slope {lo}->{hi}): no-op {per_noop * 1000:+.1f} ms, old way {per_old * 1000:+.1f} ms")
+    print("goals: 10 deployments <= 0.2x and <= 0.4 s; each extra deployment <= 5 ms; peak RSS < 60 MiB at 30")
     for scale in scales:
         print(f"  {scale:>3}: no-op min {min(noop[scale]):.3f} max {max(noop[scale]):.3f}; "
               f"old way min {min(old[scale]):.3f} max {max(old[scale]):.3f}")
