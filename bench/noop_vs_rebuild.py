@@ -21,12 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOIT = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), "deployment=demo"]
 CLI = os.environ.get("PIPELINE_DOCKER_CLI", "/usr/bin/docker")
+# doit as a user runs it: with Python's bytecode cache (a CI shell may set PYTHONDONTWRITEBYTECODE,
+# which would make every edited module compile on every run and time the compiler).
+DOIT_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB, this process alone) of one command; exits on failure."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or DOIT_ENV)
     assert proc.stdout is not None
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -90,9 +93,9 @@ def main() -> None:
     print(f"runs: {args.runs} each, interleaved")
     print(f"no-op doit (demo, {len(commands)} image stages):  median {noop_med:.3f} s  (min {min(noop):.3f}, max {max(noop):.3f})")
     print(f"old way (docker build x{len(commands)}, warm cache): median {old_med:.3f} s  (min {min(old):.3f}, max {max(old):.3f})")
-    ratio = old_med / noop_med
-    verdict = f"the no-op is {ratio:.2f}x faster" if ratio >= 1 else f"the no-op is {1 / ratio:.2f}x SLOWER"
-    print(f"ratio old/no-op: {ratio:.2f} ({verdict}); no-op target < 0.5 s: {'met' if noop_med < 0.5 else 'MISSED'}")
+    ratio = noop_med / old_med
+    print(f"no-op/old way: {ratio:.2f}x (goal <= 0.5x: {'met' if ratio <= 0.5 else 'MISSED'}); "
+          f"no-op goal <= 0.25 s: {'met' if noop_med <= 0.25 else 'MISSED'}")
     print(f"no-op peak memory (max RSS of the doit process): {rss / 1024:.0f} MiB")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from pipeline import interrupt, lock, runlog, runreport
+from pipeline import engine_probe, interrupt, lock, runlog, runreport
 from pipeline.errors import LockTimeout
 from pipeline.tasks import table
 from pipeline.units import human_size
@@ -84,6 +84,8 @@ class PipelineReporter(ConsoleReporter):
     _report = False
 
     def execute_task(self, task: Any) -> None:
+        if task.actions:
+            engine_probe.invalidate()  # the checks' image snapshot: a running task may change images
         self._started[task.name] = time.monotonic()
         self._wall[task.name] = time.time()
         reasons = runlog.why(task)
@@ -100,6 +102,8 @@ class PipelineReporter(ConsoleReporter):
                 runlog.announced[task.name] = text
 
     def add_success(self, task: Any) -> None:
+        if task.actions:
+            engine_probe.invalidate()
         self._record(task, "ran")
         super().add_success(task)
 
@@ -108,6 +112,7 @@ class PipelineReporter(ConsoleReporter):
         super().skip_uptodate(task)
 
     def add_failure(self, task: Any, fail: Any) -> None:
+        engine_probe.invalidate()
         self._record(task, "FAILED")
         if isinstance(fail, (TaskFailed, TaskError)) and fail.report and not fail.traceback:
             # A known error: its message names the task and what to do; no traceback.

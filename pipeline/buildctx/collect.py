@@ -71,6 +71,7 @@ class Collector:
         self.allow_empty_globs = allow_empty_globs
         self.ignore = Ignore(read_dockerignore(context))
         self.entries: dict[str, Entry] = {}
+        self.listed: list[str] = []  # every directory whose listing was read ("." the context): its mtime keys it too
         self._listing: list[str] | None = None
 
     def add(self, source: Source) -> None:
@@ -157,6 +158,7 @@ class Collector:
         while stack:
             rel_dir = stack.pop()
             full_dir = self.context if rel_dir == "." else self.context / rel_dir
+            self.listed.append(rel_dir)
             try:
                 children = sorted(os.scandir(full_dir), key=lambda e: e.name)
             except OSError as exc:
@@ -197,6 +199,7 @@ class Collector:
             while stack:
                 rel_dir = stack.pop()
                 full_dir = self.context if rel_dir == "." else self.context / rel_dir
+                self.listed.append(rel_dir)
                 try:
                     children = list(os.scandir(full_dir))
                 except OSError:

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import docker
-import docker.context
-import requests
-
 from pipeline.errors import EngineUnavailable, ImageNotFound, PipelineError
+
+
+class _Lazy:
+    """A module imported on first use: loading the tasks and a no-op's checks never pay for the SDK (~0.1 s)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+docker = _Lazy("docker")
+requests = _Lazy("requests")
+
+
+def parse_repository_tag(ref: str) -> tuple[str, str | None]:
+    from docker.utils import parse_repository_tag as parse
+
+    return parse(ref)  # type: ignore[no-any-return]
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 

@@ -10,9 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from docker.utils import parse_repository_tag
-
-from pipeline.engine.connection import Connection, ImageInfo, _stream_error
+from pipeline.engine.connection import Connection, ImageInfo, _stream_error, parse_repository_tag
 from pipeline.errors import ImageNotFound, PipelineError, RegistryError
 
 log = logging.getLogger(__name__)

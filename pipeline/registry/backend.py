@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from functools import cache, cached_property
+from typing import TYPE_CHECKING
 
 from pipeline.errors import RegistryError
 from pipeline.registry.credentials import Credentials, from_docker_config, from_environment
 from pipeline.registry.ecr import Ecr
-from pipeline.registry.http import RegistryHttp
 from pipeline.settings import Registry
+
+if TYPE_CHECKING:  # requests is imported only when a registry is spoken to (a no-op loads the tasks only)
+    from pipeline.registry.http import RegistryHttp
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class Backend:
 
     @cached_property
     def http(self) -> RegistryHttp:
+        from pipeline.registry.http import RegistryHttp
+
         return RegistryHttp(self.registry, self.credentials)
 
     def pushed_digest(self, repo: str, tag: str) -> str | None:

@@ -32,9 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from pipeline import records
 from pipeline.engine import Engine
 from pipeline.errors import ImageNotFound, PipelineError
@@ -110,6 +107,9 @@ def parse_requirements(text: str) -> dict[str, Pin]:
     Blank lines, comments and option lines (``-e``, ``-r``, ``--index-url``, …) are
     skipped, and so is a line ``packaging`` cannot parse (logged).
     """
+    from packaging.requirements import InvalidRequirement, Requirement  # ~20 ms: not on the no-op path
+    from packaging.utils import canonicalize_name
+
     pins: dict[str, Pin] = {}
     for line in _logical_lines(text):
         if not line or line.startswith("-"):
@@ -123,7 +123,7 @@ def parse_requirements(text: str) -> dict[str, Pin]:
     return pins
 
 
-def _version(req: Requirement) -> str:
+def _version(req: Any) -> str:  # a packaging Requirement
     if req.url:
         return f"@ {req.url}"
     specs = list(req.specifier)

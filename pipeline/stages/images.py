@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import keystore, tagging
+from pipeline import keystore, statmemo, tagging
 from pipeline.buildctx.collect import Collector, ContextError
 from pipeline.buildctx.send import DOCKERFILE_NAME, BuildContext
-from pipeline.cache import stage_cache
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
 from pipeline.dockerfile.parser import Instruction
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
 from pipeline.errors import BuildFailed, ConfigError, ImageNotFound
 from pipeline.files import write_text
 from pipeline.hashing import FileHasher, sha256_text
-from pipeline.keys import PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
+from pipeline.keys import KEY_VERSION, PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
 from pipeline.parents import PLACEHOLDER_ID, locate, parent_problem
 from pipeline.plan import LABEL_INPUTS, ImageSpec
 from pipeline.render import read_sources, render
@@ -65,6 +66,7 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
         ConfigError: a Dockerfile or context file cannot be read, or the model refuses a construct
             (``file:line`` and what to do).
     """
+    started_ns = time.time_ns()  # before anything is read: see statmemo's racy rule
     parent = engine.require(spec.parent_ref, f"run `doit {spec.parent_task}` first")
     text, sources = rendered_text(settings, spec)
     buildargs = {**spec.buildargs, spec.parent_arg: parent.id}
@@ -106,7 +108,39 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
     )
     passed = {k: v for k, v in buildargs.items() if k in declared}
     unused = tuple(sorted(set(spec.buildargs) - set(declared) - PIPELINE_ARGS - {spec.parent_arg}))
+    root = str(spec.context)
+    statmemo.for_build_dir(settings.build_dir).remember(
+        spec.task, memo_fingerprint(settings, spec), key.digest, started_ns=started_ns,
+        followed=[*(str(p) for p in spec.sources), root, f"{root}/.dockerignore"],
+        links=[f"{root}/{rel}" for rel in dict.fromkeys([*entries, *collector.listed]) if rel != "."],
+        images={spec.parent_ref: parent.id, **model.images},
+    )
     return BuildPlan(key, BuildContext(spec.context, entries, text), passed, parent, unused, model.instructions)
+
+
+# The modules whose code decides a key: a change to any of them (an upgrade) recomputes every key.
+_MODEL_MODULES = ("pipeline.keys", "pipeline.render", "pipeline.plan", "pipeline.hashing", "pipeline.stages.images",
+                  "pipeline.buildctx.collect", "pipeline.buildctx.ignore", "pipeline.dockerfile.parser",
+                  "pipeline.dockerfile.shell", "pipeline.dockerfile.analysis")
+_model_stamps: list[object] = []
+
+
+def memo_fingerprint(settings: Settings, spec: ImageSpec) -> str:
+    """Everything besides files and images that :func:`plan_build` reads; the stat memo is keyed on it."""
+    if not _model_stamps:
+        _model_stamps.extend(statmemo.stamp(getattr(sys.modules[m], "__file__", "") or "", True)
+                             for m in _MODEL_MODULES)
+    return sha256_text(repr((KEY_VERSION, spec, settings.buildkit, str(settings.deployments_dir), os.getcwd(),
+                             _model_stamps)))
+
+
+def recalled_key(settings: Settings, engine: Engine, spec: ImageSpec) -> str | None:
+    """The key digest recorded with the stat data of the stage's inputs, if none of them changed since."""
+    def image_id(ref: str) -> str | None:
+        info = engine.image(ref)
+        return info.id if info is not None else None
+
+    return statmemo.for_build_dir(settings.build_dir).recall(spec.task, memo_fingerprint(settings, spec), image_id)
 
 
 def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
@@ -148,7 +182,12 @@ def image_freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher:
     image = engine.image(spec.ref)
     if image is None:
         return Freshness(False, f"image {spec.ref} is missing")
-    key = current_key(settings, engine, spec, hasher)
+    have = image.labels.get(LABEL_INPUTS)
+    if have and recalled_key(settings, engine, spec) == have:
+        # Nothing the key was computed from changed (stat data and image IDs): no parse, no hashing.
+        key = InputKey(have, {})
+    else:
+        key = current_key(settings, engine, spec, hasher)
     fresh = compare(settings, spec.task, image, key)
     if fresh.current:
         untagged = [ref for ref in extra_refs(settings, spec, key.digest) if not _tagged(engine, ref, image.id)]
@@ -283,6 +322,8 @@ def produce(
         log.info("%s: %s already carries the current inputs; not building", task, ref)
         keystore.save(settings.build_dir, task, key, keystore.load_source(settings.build_dir, task, key.digest))
         return ImageResult(task, ref, existing.id, key.digest, False, 0.0, existing.size, previous_size, "current")
+    from pipeline.cache import stage_cache  # the registry stack (requests): only when a stage is made
+
     cache = stage_cache(settings, engine)
     cached = cache.fetch(task, key, ref) if cache else None
     if cached is not None:

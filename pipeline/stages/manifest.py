@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.utils import canonicalize_name
 
-from pipeline import containers, keystore
+from pipeline import containers, keystore, records
 from pipeline.containers import ContainerSpec
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.files import write_text
+from pipeline.hashing import sha256_bytes
 from pipeline.keys import short
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, chain_specs, mission_spec
 from pipeline.settings import Settings
@@ -75,7 +75,10 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
         return Freshness(False, f"image {ref} is missing")
     path = manifest_path(settings, name)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = summary = _summary(settings, name, raw)
+        if data is None:
+            data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # nosec B506 - safe loader
     except (OSError, yaml.YAMLError):
         return Freshness(False, f"{display(path)} is missing or unreadable")
     recorded = (data.get("image") or {}) if isinstance(data, dict) else {}
@@ -85,7 +88,33 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
         return Freshness(False, f"{display(path)} was written for another tag or frozen mode")
     if data.get("dpkg") and "dpkg_details" not in data:
         return Freshness(False, f"{display(path)} predates the dpkg_details section (arch, source package)")
+    if summary is None:  # parsed: remember what was read, so the next check only hashes the file
+        _save_summary(settings, name, raw, recorded, data)
     return Freshness(True, f"{display(path)} describes image {short(image.id)}")
+
+
+def _summary_path(settings: Settings, name: str) -> Path:
+    return records.record_path(settings.build_dir, "manifest-state", name)
+
+
+def _summary(settings: Settings, name: str, raw: bytes) -> dict[str, Any] | None:
+    """What the freshness check reads of the manifest, recorded when it was written, while its bytes are the same.
+
+    (Parsing the whole manifest costs milliseconds; its sha256 costs microseconds.)
+    """
+    state = records.load(_summary_path(settings, name))
+    if state is None or state.get("sha256") != sha256_bytes(raw):
+        return None
+    summary = state.get("summary")
+    return summary if isinstance(summary, dict) else None
+
+
+def _save_summary(settings: Settings, name: str, raw: bytes, image: dict[str, Any], data: dict[str, Any]) -> None:
+    summary = {"image": {"id": image.get("id"), "tag": image.get("tag")}, "frozen": data.get("frozen"),
+               "dpkg": bool(data.get("dpkg"))}
+    if "dpkg_details" in data:
+        summary["dpkg_details"] = True
+    records.save(_summary_path(settings, name), {"sha256": sha256_bytes(raw), "summary": summary})
 
 
 def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestResult:
@@ -124,7 +153,9 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
         "notes": notes,
     }
     path = manifest_path(settings, name)
-    written = write_text(path, yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120))
+    text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
+    written = write_text(path, text)
+    _save_summary(settings, name, text.encode("utf-8"), document["image"], document)
     counts = f"{len(dpkg) if dpkg else 0} dpkg packages, {len(python) if python else 0} Python environments"
     log.info("manifest:%s: %s %s (%s)", name, "wrote" if written else "kept", display(path), counts)
     for note in notes:
@@ -279,6 +310,8 @@ def parse_dist_infos(paths: Iterable[str]) -> dict[str, dict[str, str]]:
 
     Names are canonicalized; paths elsewhere (vendored copies, stray directories) are skipped.
     """
+    from packaging.utils import canonicalize_name  # not on the no-op path
+
     envs: dict[str, dict[str, str]] = {}
     for path in paths:
         match = _SITE.match(path.strip())

@@ -9,7 +9,7 @@ from typing import Any
 
 from doit.exceptions import TaskError, TaskFailed
 
-from pipeline import runlog
+from pipeline import engine_probe, runlog
 from pipeline.errors import PipelineError
 from pipeline.logs import task_log
 from pipeline.tasks import context
@@ -60,4 +60,5 @@ def run_stage(name: str, call: Callable[[context.Context], Any]) -> dict[str, An
             return TaskError(message) if getattr(exc, "incomplete", False) else TaskFailed(message)
         finally:
             ctx.hasher.save()
+            engine_probe.invalidate()  # this action may have changed images the checks looked at
     return result.values()

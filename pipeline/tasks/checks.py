@@ -20,7 +20,7 @@ from typing import Any
 
 from doit.dependency import UptodateCalculator
 
-from pipeline import runlog
+from pipeline import engine_probe, runlog
 from pipeline.errors import PipelineError
 from pipeline.stages.results import Freshness
 from pipeline.tasks import context
@@ -49,7 +49,7 @@ class StageCheck(UptodateCalculator):
             return self._own
         options = dict(getattr(task, "options", None) or {}) if self.with_options else {}
         try:
-            fresh = self.fn(context.get(), *self.args, **options)
+            fresh = self.fn(context.checks(), *self.args, **options)
         except PipelineError as exc:
             fresh = Freshness(False, f"cannot tell whether {self.what} is current: {exc}")
         finally:
@@ -58,6 +58,10 @@ class StageCheck(UptodateCalculator):
         return fresh
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        if not runlog.running:
+            # No reporter drops the engine snapshot as tasks run (doit info, or another reporter):
+            # each check, with its walk upstream, takes its own.
+            engine_probe.invalidate()
         fresh = self.own(task)
         reasons = () if fresh.current else fresh.parts()
         if not runlog.running and task is not None and self.tasks_dict:

@@ -1,4 +1,9 @@
-"""The per-process pipeline context: configuration loaded once, a lazy engine, the hash cache."""
+"""The per-process pipeline context: configuration loaded once, a lazy engine, the hash cache.
+
+The up-to-date checks get their own context (:func:`checks`): the same settings
+and hash cache, with a :class:`~pipeline.engine_probe.CheckEngine` that looks each image
+up once per snapshot, over the engine's socket, without the docker SDK.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from doit.exceptions import InvalidDodoFile
 
 from pipeline import config
 from pipeline.engine import Engine
+from pipeline.engine_probe import CheckEngine
 from pipeline.errors import ConfigError
 from pipeline.hashing import FileHasher
 from pipeline.parents import check_parents
@@ -35,6 +41,7 @@ class Context:
 
 
 _context: Context | None = None
+_checks: Context | None = None
 _pid = os.getpid()
 
 
@@ -50,10 +57,11 @@ def get() -> Context:
         InvalidDodoFile: the configuration is invalid; doit prints the one-line
             message (no traceback) and exits 3.
     """
-    global _context, _pid
+    global _context, _checks, _pid
     if _context is not None and _pid != os.getpid():
         # A `doit -n N -P process` worker: never share the parent's daemon connections across fork.
         _context = Context(_context.settings, Engine(), FileHasher(_context.hasher.cache_file))
+        _checks = None
         _pid = os.getpid()
     if _context is None:
         doit_vars = {key: get_var(key, None) for key in config.OVERRIDE_KEYS}
@@ -64,3 +72,16 @@ def get() -> Context:
             raise InvalidDodoFile(str(exc)) from None
         _context = Context(settings, Engine(), FileHasher(settings.build_dir / "cache" / "file-hashes.json"))
     return _context
+
+
+def checks() -> Context:
+    """The context the up-to-date checks use: read-only image lookups without the SDK (see engine_probe).
+
+    Raises:
+        InvalidDodoFile: as :func:`get`.
+    """
+    global _checks
+    ctx = get()
+    if _checks is None:
+        _checks = Context(ctx.settings, CheckEngine(), ctx.hasher)
+    return _checks
