@@ -24,10 +24,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import build_busybox_rootfs  # the test suite's smallest root that runs
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = os.environ.get("PIPELINE_DOCKER_CLI", "/usr/bin/docker")
@@ -53,34 +55,6 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None =
     if code != 0:
         sys.exit(f"bench: {' '.join(map(str, argv[:6]))}… failed ({code}):\n{output.decode()[-3000:]}")
     return seconds, usage.ru_maxrss
-
-
-def busybox_rootfs(workdir: Path) -> Path:
-    """/bin/busybox with one symlink per applet, root's passwd and group: the smallest root that runs."""
-    tree = workdir / "rootfs"
-    (tree / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True, check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (tree / "bin" / applet).symlink_to("busybox")
-    (tree / "etc").mkdir()
-    (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (tree / "etc" / "group").write_text("root:x:0:\n")
-    for name in ("tmp", "root"):
-        (tree / name).mkdir()
-
-    def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        info.mtime = 0
-        return info
-
-    tarball = workdir / "rootfs.tar"
-    with tarfile.open(tarball, "w") as tar:
-        for child in sorted(tree.iterdir()):
-            tar.add(child, arcname=child.name, filter=as_root)
-    return tarball
 
 
 def write_project(project: Path, count: int, rootfs: Path) -> list[str]:
@@ -184,7 +158,7 @@ def main() -> None:
     rootfs = args.dir / "rootfs.tar"
     if not rootfs.is_file():
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.move(str(busybox_rootfs(Path(tmp))), rootfs)
+            shutil.move(str(build_busybox_rootfs(Path(tmp))), rootfs)
     project = args.dir / "project"
     names = write_project(project, max(scales), rootfs)
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}

@@ -22,6 +22,7 @@ from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Settings
 from pipeline.stages.freeze import diff_requirements, folder, image_specs, listing, report, spec_texts
+from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -47,14 +48,10 @@ def drift_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
     if settings.frozen:
         return Freshness(True, FROZEN_MODE)
     dep = settings.deployment(name)
-    ref = mission_spec(settings, dep).ref
-    image = engine.image(ref)
-    if image is None:
-        return Freshness(False, f"image {ref} is missing")
-    path = records.record_path(settings.build_dir, KIND, name)
-    last = records.load(path)
-    if last is None:
-        return Freshness(False, f"no comparison of image {short(image.id)} recorded in {display(path)}")
+    found = image_and_record(settings, engine, dep, records.record_path(settings.build_dir, KIND, name), "comparison")
+    if isinstance(found, Freshness):
+        return found
+    image, last = found
     if last.get("image") != image.id:
         return Freshness(False, f"image changed: {short(last.get('image'))} -> {short(image.id)}")
     if (last.get("files") or {}) != listing(folder(dep)):

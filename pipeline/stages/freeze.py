@@ -40,6 +40,7 @@ from pipeline.hashing import sha256_bytes
 from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Deployment, Settings
+from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -190,14 +191,10 @@ def freeze_freshness(settings: Settings, engine: Engine, name: str) -> Freshness
     if settings.frozen:
         return Freshness(True, FROZEN_MODE)
     dep = settings.deployment(name)
-    ref = mission_spec(settings, dep).ref
-    image = engine.image(ref)
-    if image is None:
-        return Freshness(False, f"image {ref} is missing")
-    path = _record_path(settings, dep)
-    last = records.load(path)
-    if last is None:
-        return Freshness(False, f"no freeze of image {short(image.id)} recorded in {display(path)}")
+    found = image_and_record(settings, engine, dep, _record_path(settings, dep), "freeze")
+    if isinstance(found, Freshness):
+        return found
+    image, last = found
     if last.get("image") != image.id:
         return Freshness(False, f"image {short(image.id)} changed since the last freeze (was {short(last.get('image'))})")
     recorded, present = last.get("files") or {}, listing(folder(dep))

@@ -24,6 +24,7 @@ from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.run import CommandResult
 from pipeline.settings import Deployment, Settings
+from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -73,14 +74,10 @@ def _command(dep: Deployment) -> tuple[str, ...]:
 def passed_freshness(settings: Settings, engine: Engine, name: str) -> Freshness:
     """Current while the image ID and the test command match the last passing test."""
     dep = settings.deployment(name)
-    ref = mission_spec(settings, dep).ref
-    image = engine.image(ref)
-    if image is None:
-        return Freshness(False, f"image {ref} is missing")
-    path = _record_path(settings, dep)
-    last = records.load(path)
-    if last is None:
-        return Freshness(False, f"no passing test of image {short(image.id)} recorded in {display(path)}")
+    found = image_and_record(settings, engine, dep, _record_path(settings, dep), "passing test")
+    if isinstance(found, Freshness):
+        return found
+    image, last = found
     if last.get("image") != image.id:
         return Freshness(False, f"image {short(image.id)} changed since the last passing test (was {short(last.get('image'))})")
     if last.get("command") != dep.test:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
-from pipeline.errors import ScanIncomplete
-from pipeline.run import run
 from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
-from pipeline.stages.sscan.tool_run import _condensed, _module_command
+from pipeline.stages.sscan.tool_run import _condensed, run_json_tool
 from pipeline.yamlfile import display
 
 
@@ -21,20 +17,12 @@ def _scan_bandit(settings: Settings, found: Inputs) -> SourceScan:
     if not paths:
         return SourceScan("bandit", True, "no Python files")
     config = files.bandit_config(settings)
-    with tempfile.TemporaryDirectory(prefix="sscan-") as tmp:
-        out = Path(tmp) / "bandit.json"
-        try:
-            command = _module_command("bandit")
-        except ScanIncomplete as exc:
-            return SourceScan("bandit", False, str(exc), incomplete=True)
+    ran = run_json_tool(settings, "bandit", lambda command, out: [
         # -ll -ii: medium severity and medium confidence or higher.
-        args = [*command, "-q", "-ll", "-ii", "-f", "json", "-o", str(out),
-                *(["-c", str(config)] if config else []), *paths]
-        result = run(args, check=False, cwd=files.project_root(settings), timeout=settings.sscan.timeout)
-        try:
-            report = json.loads(out.read_text())
-        except (OSError, ValueError):
-            report = None
+        *command, "-q", "-ll", "-ii", "-f", "json", "-o", str(out), *(["-c", str(config)] if config else []), *paths])
+    if isinstance(ran, str):
+        return SourceScan("bandit", False, ran, incomplete=True)
+    result, report = ran
     if result.returncode not in (0, 1) or not isinstance(report, dict):
         return SourceScan("bandit", False, f"bandit could not run: {_condensed(result.output)}", incomplete=True)
     findings = [

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
-from pipeline.errors import ScanIncomplete
-from pipeline.run import run
 from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
-from pipeline.stages.sscan.tool_run import _condensed, _module_command
+from pipeline.stages.sscan.tool_run import _condensed, run_json_tool
 from pipeline.yamlfile import display
 
 
@@ -21,20 +17,13 @@ def _scan_lint(settings: Settings, found: Inputs) -> SourceScan:
     if not paths:
         return SourceScan("lint", True, "no Python files")
     config = files.ruff_config(settings)
-    with tempfile.TemporaryDirectory(prefix="sscan-") as tmp:
-        out = Path(tmp) / "ruff.json"
-        try:
-            command = _module_command("ruff")
-        except ScanIncomplete as exc:
-            return SourceScan("lint", False, str(exc), incomplete=True)
+    ran = run_json_tool(settings, "ruff", lambda command, out: [
         # --force-exclude: files given by name still obey the config's excludes.
-        args = [*command, "check", "--no-cache", "--force-exclude", "--exit-zero", "--output-format", "json",
-                "--output-file", str(out), *(["--config", str(config)] if config else ["--isolated"]), "--", *paths]
-        result = run(args, check=False, cwd=files.project_root(settings), timeout=settings.sscan.timeout)
-        try:
-            report = json.loads(out.read_text() or "[]")
-        except (OSError, ValueError):
-            report = None
+        *command, "check", "--no-cache", "--force-exclude", "--exit-zero", "--output-format", "json",
+        "--output-file", str(out), *(["--config", str(config)] if config else ["--isolated"]), "--", *paths], "[]")
+    if isinstance(ran, str):
+        return SourceScan("lint", False, ran, incomplete=True)
+    result, report = ran
     if result.returncode != 0 or not isinstance(report, list):
         return SourceScan("lint", False, f"ruff could not run: {_condensed(result.output)}", incomplete=True)
     findings = tuple(

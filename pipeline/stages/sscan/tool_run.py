@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ScanIncomplete
+from pipeline.run import CommandResult, run
+from pipeline.settings import Settings
 from pipeline.stages import sscan_files as files
 
 _PACKAGES = {"ruff": "ruff", "bandit": "bandit", "pip_audit": "pip-audit"}
@@ -70,3 +77,23 @@ def unreachable(output: str) -> str:
         via = f"the proxy {proxy['host']}:{proxy['port']}" if proxy else "the proxy"
         return f"cannot reach {where} through {via} ({cause})"
     return f"cannot reach {where} ({cause})"
+
+
+def run_json_tool(settings: Settings, module: str, argv: Callable[[list[str], Path], list[str]],
+                  empty: str = "") -> tuple[CommandResult, Any] | str:
+    """Run ``python -m module`` with ``argv(command, report_path)`` in the project root; its JSON report.
+
+    Returns (result, the parsed report or None), or the reason the tool is not available.
+    """
+    with tempfile.TemporaryDirectory(prefix="sscan-") as tmp:
+        out = Path(tmp) / f"{module}.json"
+        try:
+            command = _module_command(module)
+        except ScanIncomplete as exc:
+            return str(exc)
+        result = run(argv(command, out), check=False, cwd=files.project_root(settings), timeout=settings.sscan.timeout)
+        try:
+            report = json.loads(out.read_text() or empty)
+        except (OSError, ValueError):
+            report = None
+    return result, report
