@@ -192,6 +192,7 @@ class Deployment:
 
 # Pin levels, as the old scripts' USE_FROZEN: floating (0) installs the loose specs of environments/,
 # frozen (1) exactly the pins of env-frozen/, chilly (2) the partially pinned specs of env-chilly/.
+LAB_PORT = 8888  # the port JupyterLab listens on inside the image (its CMD: --port=8888)
 PIN_LEVELS = ("floating", "frozen", "chilly")
 
 

@@ -29,7 +29,7 @@ from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, PipelineError
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.run import CommandResult
-from pipeline.settings import Deployment, Settings
+from pipeline.settings import LAB_PORT, Deployment, Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 # (tini, a start script) does not get in the way of an interactive shell.
 SHELL_ENTRYPOINT = "/bin/sh"
 SHELL_SCRIPT = "command -v bash >/dev/null 2>&1 && exec bash; exec sh"
-LAB_PORT = 8888  # the port JupyterLab listens on inside the image (its CMD: --port=8888)
 # Where `dev` mounts the deployment's folders (host folder -> path in the container).
 DEV_ENVIRONMENTS = "/opt/environments"
 DEV_FROZEN = "/opt/env-frozen"

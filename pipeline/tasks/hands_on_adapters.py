@@ -11,8 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pipeline.stages.environments import copy_out, export_environment, list_environments
-from pipeline.stages.hands_on import LAB_PORT, dev_shell, exec_command, run_lab, shell
+from pipeline.settings import LAB_PORT
 from pipeline.tasks.context import Context
 
 # -- actions ------------------------------------------------------------------------------------
@@ -40,32 +39,40 @@ def command_line(task_name: str, parsed: list[str] | None, argv: list[str] | Non
 
 
 def exec_action(ctx: Context, name: str, cmd: list[str] | None = None) -> Any:
+    from pipeline.stages.hands_on import exec_command
     return exec_command(ctx.settings, ctx.engine, name, command_line(f"exec:{name}", cmd))
 
 
 def sh_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages.hands_on import shell
     return shell(ctx.settings, ctx.engine, name)
 
 
 def root_sh_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages.hands_on import shell
     return shell(ctx.settings, ctx.engine, name, root=True)
 
 
 def dev_action(ctx: Context, name: str, user: str = "") -> Any:
+    from pipeline.stages.hands_on import dev_shell
     return dev_shell(ctx.settings, ctx.engine, name, user or None)
 
 
 def run_lab_action(ctx: Context, name: str, host: str = "127.0.0.1", port: int = LAB_PORT) -> Any:
+    from pipeline.stages.hands_on import run_lab
     return run_lab(ctx.settings, ctx.engine, name, host, port)
 
 
 def cp_action(ctx: Context, name: str, paths: list[str] | None = None) -> Any:
+    from pipeline.stages.environments import copy_out
     return copy_out(ctx.settings, ctx.engine, name, command_line(f"cp:{name}", paths))
 
 
 def env_list_action(ctx: Context, name: str) -> Any:
+    from pipeline.stages.environments import list_environments
     return list_environments(ctx.settings, ctx.engine, name)
 
 
 def env_export_action(ctx: Context, name: str, env: list[str] | None = None, output: str = "") -> Any:
+    from pipeline.stages.environments import export_environment
     return export_environment(ctx.settings, ctx.engine, name, env, output or None)

@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.stages.crosslink import crosslink_freshness, crosslink_image
-from pipeline.stages.patch import patch_history, patch_image, patch_os, patch_ssl
 from pipeline.stages.results import Freshness
-from pipeline.stages.squash import (
-    export_freshness,
-    import_freshness,
-    import_image,
-    mission_image,
-    squash,
-    squash_freshness,
-    write_archive,
-)
 from pipeline.tasks.context import Context
 
 
@@ -52,6 +41,7 @@ def _paths(text: str) -> tuple[str, ...]:
 
 def patch_action(ctx: Context, name: str, script: str = "", author: str = "", description: str = "",
                  source: str = "") -> Any:
+    from pipeline.stages.patch import patch_image
     if not script:
         raise ConfigError(f"give the patch script: doit patch:{name} --script FILE "
                           "--author WHO --description WHAT")
@@ -59,40 +49,50 @@ def patch_action(ctx: Context, name: str, script: str = "", author: str = "", de
 
 
 def patch_os_action(ctx: Context, name: str, author: str = "", description: str = "", source: str = "") -> Any:
+    from pipeline.stages.patch import patch_os
     return patch_os(ctx.settings, ctx.engine, name, author, description, source or None)
 
 
 def patch_ssl_action(ctx: Context, name: str, author: str = "", description: str = "", bundle: str = "",
                      source: str = "") -> Any:
+    from pipeline.stages.patch import patch_ssl
     return patch_ssl(ctx.settings, ctx.engine, name, author, description, Path(bundle) if bundle else None,
                      source or None)
 
 
 def patch_history_action(ctx: Context, name: str, image: str = "") -> Any:
+    from pipeline.stages.patch import patch_history
     return patch_history(ctx.settings, ctx.engine, name, image or None)
 
 
 def crosslink_action(ctx: Context, name: str, paths: str = "", dry_run: bool = False) -> Any:
+    from pipeline.stages.crosslink import crosslink_image
+    from pipeline.stages.squash import mission_image
     _, source = mission_image(ctx.settings, ctx.engine, name)
     return crosslink_image(ctx.settings, ctx.engine, name, source, _paths(paths), dry_run=bool(dry_run))
 
 
 def export_action(ctx: Context, name: str, keep_archive: str = "") -> Any:
+    from pipeline.stages.squash import write_archive
     return write_archive(ctx.settings, ctx.engine, name, keep_archive)
 
 
 def import_action(ctx: Context, name: str, archive: str = "", keep_archive: str = "") -> Any:
+    from pipeline.stages.squash import import_image, mission_image
     _, source = mission_image(ctx.settings, ctx.engine, name)
     return import_image(ctx.settings, ctx.engine, name, source, archive=archive, keep_archive=keep_archive)
 
 
 def squash_action(ctx: Context, name: str, paths: str = "", keep_archive: str = "") -> Any:
+    from pipeline.stages.squash import squash
     return squash(ctx.settings, ctx.engine, name, _paths(paths), keep_archive)
 
 
 # -- up-to-date checks --------------------------------------------------------------------------
 
 def crosslink_check(ctx: Context, name: str, paths: str = "", dry_run: bool = False, **_: Any) -> Freshness:
+    from pipeline.stages.crosslink import crosslink_freshness
+    from pipeline.stages.squash import mission_image
     if dry_run:
         return Freshness(False, "--dry-run always runs")
     _, source = mission_image(ctx.settings, ctx.engine, name)
@@ -100,12 +100,15 @@ def crosslink_check(ctx: Context, name: str, paths: str = "", dry_run: bool = Fa
 
 
 def export_check(ctx: Context, name: str, keep_archive: str = "", **_: Any) -> Freshness:
+    from pipeline.stages.squash import export_freshness
     return export_freshness(ctx.settings, ctx.engine, name, keep_archive)
 
 
 def import_check(ctx: Context, name: str, archive: str = "", keep_archive: str = "", **_: Any) -> Freshness:
+    from pipeline.stages.squash import import_freshness
     return import_freshness(ctx.settings, ctx.engine, name, archive, keep_archive)
 
 
 def squash_check(ctx: Context, name: str, paths: str = "", keep_archive: str = "", **_: Any) -> Freshness:
+    from pipeline.stages.squash import squash_freshness
     return squash_freshness(ctx.settings, ctx.engine, name, _paths(paths), keep_archive)

@@ -11,8 +11,7 @@ module instead.  Adding a stage: docs/design.md, "Adding a stage".
 
 from __future__ import annotations
 
-from pipeline.settings import Deployment
-from pipeline.stages.hands_on import LAB_PORT
+from pipeline.settings import LAB_PORT, Deployment
 from pipeline.tasks import (
     chain_tasks,
     hands_on_adapters,
