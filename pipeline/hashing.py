@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
+
+from pipeline.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,7 @@ class FileHasher:
             text = json.dumps(self._cache)
             self._dirty = False
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_file.parent, prefix=".hashes.")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, self.cache_file)
+            write_text(self.cache_file, text)
         except OSError as exc:  # the cache is an optimisation only
             log.debug("cannot save hash cache %s: %s", self.cache_file, exc)
 

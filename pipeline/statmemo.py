@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.files import write_text
 from pipeline.hashing import RACY_NS
 
 log = logging.getLogger(__name__)
@@ -128,11 +128,7 @@ class StatMemo:
                 current[task] = entry
             text = json.dumps({"version": _VERSION, "stages": current})
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".input-stats.")
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
-                os.replace(tmp, self.path)
+                write_text(self.path, text)
             except OSError as exc:  # an optimisation only
                 log.debug("cannot save %s: %s", self.path, exc)
 
