@@ -17,12 +17,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.buildctx import DOCKERFILE_NAME
 from pipeline.buildctx.collect import Entry
 from pipeline.errors import BuildFailed
 
 # 2000-01-01T00:00:00Z: fixed, and after 1980 so that zip-based tools (wheels) accept copied files.
 MTIME = 946684800
-DOCKERFILE_NAME = ".pipeline.Dockerfile"
 _CHUNK = 1 << 20
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.buildctx.send import DOCKERFILE_NAME
+from pipeline.buildctx import DOCKERFILE_NAME
 from pipeline.engine.connection import _stream_error
 from pipeline.engine.image_calls import ImageCalls
 from pipeline.errors import BuildFailed, CommandFailed

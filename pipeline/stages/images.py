@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import keystore, statmemo, tagging
+from pipeline.buildctx import DOCKERFILE_NAME
 from pipeline.buildctx.collect import Collector, ContextError
-from pipeline.buildctx.send import DOCKERFILE_NAME, BuildContext
+from pipeline.buildctx.send import BuildContext
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
 from pipeline.dockerfile.parser import Instruction
 from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
