@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _default_mode() -> int:
@@ -49,3 +51,19 @@ def write_bytes(path: Path, data: bytes) -> bool:
 def write_text(path: Path, text: str) -> bool:
     """Write UTF-8 ``text`` atomically; False when unchanged."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def file_identity(path: Path) -> dict[str, Any] | None:
+    """What a stage records of a file it read or wrote: resolved path, size and mtime (None when absent)."""
+    try:
+        stat_ = path.stat()
+    except OSError:
+        return None
+    return {"path": str(path.resolve()), "bytes": stat_.st_size, "mtime_ns": stat_.st_mtime_ns}
+
+
+def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's bytes in pieces of ``size`` (for streaming it to the engine)."""
+    with path.open("rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk

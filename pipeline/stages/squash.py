@@ -33,6 +33,7 @@ from typing import IO, Any
 from pipeline import records
 from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
+from pipeline.files import file_chunks, file_identity
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.settings import Settings
@@ -142,20 +143,16 @@ def squash_freshness(settings: Settings, engine: Engine, name: str, paths: Seque
         return Freshness(False, f"{ref} was squashed linking under "
                                 f"{','.join(record.get('paths') or ['(unrecorded paths)'])}, "
                                 f"now asked for {','.join(link_paths(paths))}")
-    if keep_archive and (file_identity(Path(keep_archive)) is None
-                         or record.get("kept") != file_identity(Path(keep_archive))):
+    if _not_kept(keep_archive, record):
         return Freshness(False, f"--keep-archive {display(Path(keep_archive))} was not written by the squash "
                                 f"that made {short(image.id)}")
     return Freshness(True, f"{ref} ({short(image.id)}) is already squashed (one layer)")
 
 
-def file_identity(path: Path) -> dict[str, Any] | None:
-    """What import records of a file it read or wrote: resolved path, size and mtime (None when absent)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _not_kept(keep_archive: str, record: dict[str, Any]) -> bool:
+    """``--keep-archive`` was given, and ``record`` did not write that file as it is now."""
+    return bool(keep_archive) and (file_identity(Path(keep_archive)) is None
+                                   or record.get("kept") != file_identity(Path(keep_archive)))
 
 
 def import_freshness(settings: Settings, engine: Engine, name: str, archive: str = "",
@@ -185,8 +182,7 @@ def import_freshness(settings: Settings, engine: Engine, name: str, archive: str
     elif given:
         return Freshness(False, f"{ref} was imported from --archive {given.get('path')}, not from "
                                 f"{short(crossed.id)} itself")
-    if keep_archive and (file_identity(Path(keep_archive)) is None
-                         or done.get("kept") != file_identity(Path(keep_archive))):
+    if _not_kept(keep_archive, done):
         return Freshness(False, f"--keep-archive {display(Path(keep_archive))} was not written by the import of {ref}")
     return Freshness(True, f"{ref} ({short(have.id)}) is current")
 
@@ -216,12 +212,6 @@ def _tee(chunks: Iterable[bytes], sink: IO[bytes] | None, counter: list[int],
             digest.update(chunk)
         counter[0] += len(chunk)
         yield chunk
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
 
 
 class _Exported:
@@ -314,7 +304,7 @@ def import_image(settings: Settings, engine: Engine, name: str, source: ImageInf
     if from_file is not None:
         log.info("import:%s: importing %s", name, display(from_file))
         try:
-            image_id = engine.import_tar(_tee(_maybe(transform, _tee(_file_chunks(from_file), sink, [0])), None,
+            image_id = engine.import_tar(_tee(_maybe(transform, _tee(file_chunks(from_file), sink, [0])), None,
                                               counter, sent), changes)
         finally:
             if sink is not None:
