@@ -30,8 +30,6 @@ from pipeline.yamlfile import display
 
 log = logging.getLogger(__name__)
 
-PARENT_ARG = "BASE_IMAGE"  # the default; a spec's own is ``spec.parent_arg`` (``base_arg:``)
-
 
 @dataclass(frozen=True)
 class BuildPlan:
