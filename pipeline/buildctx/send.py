@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -130,10 +129,6 @@ class BuildContext:
                 except OSError:
                     pass
         return total
-
-
-def remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _header(name: str, kind: bytes, mode: int, *, size: int = 0, linkname: str = "") -> bytes:
