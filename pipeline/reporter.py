@@ -16,7 +16,7 @@ from typing import Any
 from doit.exceptions import InvalidTask, TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 
-from pipeline import engine_probe, interrupt, lock, runlog, runreport
+from pipeline import engine_probe, interrupt, lock, quick_exit, runlog, runreport
 from pipeline.errors import LockTimeout
 from pipeline.tasks import table
 from pipeline.units import human_size
@@ -26,6 +26,7 @@ from pipeline.units import human_size
 # checkout); a quiet task's stdout is data (`doit secrets_cat:demo > file`).
 LOCK_FREE = table.lock_free()
 QUIET = table.quiet()
+quick_exit.install()
 
 
 @dataclass
