@@ -19,14 +19,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import TYPE_CHECKING
 
 from pipeline import cache_trust
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import InputKey, short
 from pipeline.plan import LABEL_INPUTS
 from pipeline.registry.backend import backend_for
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,14 @@ import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pipeline.engine import DEFAULT_HOST, Engine, ImageInfo
+from pipeline.engine.connection import DEFAULT_HOST, ImageInfo
+from pipeline.errors import ImageNotFound
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 TIMEOUT = 30.0
 _MAX_BODY = 256 << 20
@@ -168,16 +172,18 @@ def _dechunk(data: bytes) -> bytes:
         pos = start + size + 2
 
 
-class CheckEngine(Engine):
-    """An :class:`Engine` whose :meth:`image` asks the daemon once per image and snapshot.
+class CheckEngine:
+    """An :class:`~pipeline.engine.Engine` whose :meth:`image` asks the daemon once per image and snapshot.
 
     Only the up-to-date checks use it (pipeline.tasks.context.checks); stage
     actions use a plain Engine.  Every other method, every host the small
-    client does not reach and every error go through the SDK.
+    client does not reach and every error go through the SDK's Engine, made
+    (and imported) on first use.
     """
 
     def __init__(self, host: str | None = None) -> None:
-        super().__init__(host)
+        self._sdk: Engine | None = None
+        self._host = host
         self._socket = unix_socket(host)
         self._lock = threading.Lock()
         self._generation = -1
@@ -185,15 +191,29 @@ class CheckEngine(Engine):
         self.lookups = 0  # how many times the daemon was asked (for tests and the bench)
 
     @property
+    def sdk(self) -> Engine:
+        """The SDK's Engine for everything the small client does not answer."""
+        if self._sdk is None:
+            from pipeline.engine.client import Engine
+
+            self._sdk = Engine(self._host)
+        return self._sdk
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never reached for the attributes set in __init__
+            raise AttributeError(name)
+        return getattr(self.sdk, name)
+
+    @property
     def host(self) -> str:
         if self._socket is not None:
             return self._host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
-        return super().host
+        return self.sdk.host
 
     def image(self, ref: str) -> ImageInfo | None:
         """The image ``ref`` names now, or None; each reference is looked up once per snapshot."""
         if self._socket is None:
-            return super().image(ref)
+            return self.sdk.image(ref)
         with self._lock:
             if self._generation != _generation:
                 self._generation, self._by_ref = _generation, {}
@@ -208,17 +228,28 @@ class CheckEngine(Engine):
                     by_ref.setdefault(info.id, info)
         return info
 
+    def require(self, ref: str, hint: str) -> ImageInfo:
+        """Like :meth:`image` but a missing image is an error (as :meth:`pipeline.engine.Engine.require`).
+
+        Raises:
+            ImageNotFound: naming the image and ``hint`` (what to run first).
+        """
+        info = self.image(ref)
+        if info is None:
+            raise ImageNotFound(f"image {ref} does not exist; {hint}")
+        return info
+
     def _inspect(self, ref: str, sock_path: str) -> ImageInfo | None:
         """``GET /images/REF/json`` over the socket; the SDK answers when the socket cannot."""
         try:
             status, attrs = get_json(f"/images/{quote(ref, safe='/:@')}/json", sock_path=sock_path)
         except ProbeError:
-            return super().image(ref)  # the SDK reports what is wrong, with its message
+            return self.sdk.image(ref)  # the SDK reports what is wrong, with its message
         self.lookups += 1
         if status == 404:
             return None
         if status != 200 or not isinstance(attrs, dict) or "Id" not in attrs:
-            return super().image(ref)
+            return self.sdk.image(ref)
         config = attrs.get("Config") or {}
         return ImageInfo(id=attrs["Id"], tags=tuple(attrs.get("RepoTags") or ()),
                          labels=dict(config.get("Labels") or {}), size=int(attrs.get("Size") or 0), attrs=attrs)

@@ -12,10 +12,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import keystore, provenance, records, signing
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import ConfigError, RegistryError
 from pipeline.hashing import sha256_bytes
 from pipeline.keys import InputKey, short
@@ -28,6 +27,9 @@ from pipeline.stages import sbom
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

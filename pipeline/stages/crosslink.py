@@ -16,13 +16,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.engine import Engine, ImageInfo
 from pipeline.keys import short
 from pipeline.settings import Settings
 from pipeline.stages.relink import link_paths, relink_image, scan
 from pipeline.stages.results import Freshness
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import records
-from pipeline.engine import Engine
 from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Settings
@@ -25,6 +24,9 @@ from pipeline.stages.freeze import diff_requirements, folder, image_specs, listi
 from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

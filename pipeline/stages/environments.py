@@ -14,13 +14,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.containers import as_command
-from pipeline.engine import Engine
 from pipeline.errors import ImageNotFound, PipelineError
 from pipeline.settings import Settings
 from pipeline.stages.hands_on import mission_image
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

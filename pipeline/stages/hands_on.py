@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.containers import (
     ContainerSpec,
@@ -25,11 +25,13 @@ from pipeline.containers import (
     run_captured,
     unique_name,
 )
-from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, PipelineError
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.run import CommandResult
 from pipeline.settings import LAB_PORT, Deployment, Settings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

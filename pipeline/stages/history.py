@@ -6,12 +6,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.engine import Engine
 from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

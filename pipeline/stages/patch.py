@@ -27,11 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import CommandFailed, ConfigError, ImageNotFound
 from pipeline.keys import short
 from pipeline.plan import mission_spec
@@ -44,6 +43,9 @@ from pipeline.stages.oneshot import (
     tar_of,
 )
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import records
 from pipeline.containers import docker_cli
-from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, RegistryAuthError, RegistryError
 from pipeline.keys import short
 from pipeline.registry.backend import backend_for
@@ -19,6 +18,9 @@ from pipeline.retry import with_retries
 from pipeline.run import run
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import records
-from pipeline.engine import Engine, ImageInfo
 from pipeline.keys import short
 from pipeline.plan import mission_spec
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 
 def image_and_record(settings: Settings, engine: Engine, dep: Deployment, path: Path,

@@ -28,14 +28,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pipeline.engine import BuildRequest, Engine, ImageInfo
+from pipeline.engine import BuildRequest
 from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.settings import Settings
 from pipeline.tarstream import SPOOL_BOUND, Counts, Relinker, StreamError, file_digest
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__, records
-from pipeline.engine import Engine
 from pipeline.errors import PipelineError
 from pipeline.files import write_text
 from pipeline.hashing import sha256_bytes
@@ -30,6 +29,9 @@ from pipeline.stages.manifest import load_inventory
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,11 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
 
-from pipeline.engine import Engine
 from pipeline.errors import ConfigError, PipelineError, RegistryError, ScanIncomplete
 from pipeline.files import write_bytes, write_text
 from pipeline.findings.ecr_scan import ecr_findings
@@ -32,6 +31,9 @@ from pipeline.stages.manifest import dpkg_sources, load_inventory, manifest_path
 from pipeline.stages.publish import pushed_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pipeline import records
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import PipelineError
 from pipeline.files import file_chunks, file_identity
 from pipeline.keys import short
@@ -42,6 +41,9 @@ from pipeline.stages.oneshot import backup_ref
 from pipeline.stages.relink import Tamper, finish_config, import_changes, link_paths, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 

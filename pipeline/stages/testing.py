@@ -14,11 +14,10 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import containers, records
 from pipeline.containers import ContainerSpec
-from pipeline.engine import Engine
 from pipeline.errors import CommandFailed, CommandTimedOut, ConfigError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE, mission_spec
@@ -27,6 +26,9 @@ from pipeline.settings import Deployment, Settings
 from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 

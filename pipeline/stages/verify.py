@@ -15,10 +15,9 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import provenance, records, signing
-from pipeline.engine import Engine
 from pipeline.errors import AttestationsUnavailable, ImageNotFound, PipelineError, RegistryError, VerificationFailed
 from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey, explain, short
@@ -28,6 +27,9 @@ from pipeline.registry import referrers
 from pipeline.registry.backend import backend_for
 from pipeline.settings import Deployment, Settings
 from pipeline.stages.results import Freshness
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,8 @@ def _current(settings: Settings, engine: Engine, hasher: FileHasher, name: str, 
              ) -> tuple[InputKey, list[str]]:
     """This checkout's key for the stage; the attested parent stands in when the local chain is not built."""
     from pipeline.keys import image_key
-    from pipeline.stages.images import current_key, rendered_text
+    from pipeline.stages.image_check import rendered_text
+    from pipeline.stages.images import current_key
 
     spec = mission_spec(settings, settings.deployment(name))
     try:

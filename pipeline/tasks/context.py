@@ -8,14 +8,13 @@ up once per snapshot, over the engine's socket, without the docker SDK.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile
 
 from pipeline import config
-from pipeline.engine import Engine
 from pipeline.engine_probe import CheckEngine
 from pipeline.errors import ConfigError
 from pipeline.hashing import FileHasher
@@ -23,21 +22,39 @@ from pipeline.parents import check_parents
 from pipeline.plan import ImageSpec, chain_specs, mission_spec
 from pipeline.settings import Settings
 
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
-@dataclass
+
 class Context:
-    settings: Settings
-    engine: Engine
-    hasher: FileHasher
+    """The loaded settings, the hash cache, and an engine made on first use (a no-op never makes one)."""
+
+    def __init__(self, settings: Settings, hasher: FileHasher, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.hasher = hasher
+        self._engine = engine
+        # Every task of a deployment asks for its spec (30 deployments: ~1 000 times per doit start).
+        self._layers: dict[str, ImageSpec] | None = None
+        self._missions: dict[str, ImageSpec] = {}
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from pipeline.engine.client import Engine  # the SDK wrapper: only when a stage action runs
+
+            self._engine = Engine()
+        return self._engine
 
     def layer(self, task: str) -> ImageSpec:
-        for spec in chain_specs(self.settings):
-            if spec.task == task:
-                return spec
-        raise KeyError(task)
+        if self._layers is None:
+            self._layers = {spec.task: spec for spec in chain_specs(self.settings)}
+        return self._layers[task]
 
     def mission(self, deployment: str) -> ImageSpec:
-        return mission_spec(self.settings, self.settings.deployment(deployment))
+        spec = self._missions.get(deployment)
+        if spec is None:
+            spec = self._missions[deployment] = mission_spec(self.settings, self.settings.deployment(deployment))
+        return spec
 
 
 _context: Context | None = None
@@ -60,7 +77,7 @@ def get() -> Context:
     global _context, _checks, _pid
     if _context is not None and _pid != os.getpid():
         # A `doit -n N -P process` worker: never share the parent's daemon connections across fork.
-        _context = Context(_context.settings, Engine(), FileHasher(_context.hasher.cache_file))
+        _context = Context(_context.settings, FileHasher(_context.hasher.cache_file))
         _checks = None
         _pid = os.getpid()
     if _context is None:
@@ -70,7 +87,7 @@ def get() -> Context:
             check_parents(settings)  # a FROM that ignores the parent stops the run before any build
         except ConfigError as exc:
             raise InvalidDodoFile(str(exc)) from None
-        _context = Context(settings, Engine(), FileHasher(settings.build_dir / "cache" / "file-hashes.json"))
+        _context = Context(settings, FileHasher(settings.build_dir / "cache" / "file-hashes.json"))
     return _context
 
 
@@ -83,5 +100,5 @@ def checks() -> Context:
     global _checks
     ctx = get()
     if _checks is None:
-        _checks = Context(ctx.settings, CheckEngine(), ctx.hasher)
+        _checks = Context(ctx.settings, ctx.hasher, CheckEngine())
     return _checks
