@@ -45,7 +45,7 @@ def old_way_commands() -> list[list[str]]:
     sys.path.insert(0, str(ROOT))
     from pipeline import config
     from pipeline.plan import chain_specs, mission_spec
-    from pipeline.stages.images import rendered_text
+    from pipeline.stages.image_check import rendered_text
 
     os.chdir(ROOT)
     settings = config.load(ROOT / "deployments", {"deployment": "demo"})

@@ -8,20 +8,29 @@ FROM that resolves to anything else (an ARG default such as a stray local
 cover, so it is refused with ``file:line``, what it resolved to, and what to set.
 
 ``check_parents`` runs when the configuration is loaded, so such a Dockerfile
-stops the run before any stage builds.
+stops the run before any stage builds.  A stage whose Dockerfile parts, spec and
+checking code are unchanged since its last pass (the stat memo, as for keys) is
+not parsed again: a no-op loads no Dockerfile model.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
+from typing import TYPE_CHECKING
 
-from pipeline.dockerfile.analysis import EMPTY_FROM, Analysis, BaseImage, ModelError, analyse
-from pipeline.dockerfile.parser import Instruction, parse
+from pipeline import statmemo
 from pipeline.errors import ConfigError
+from pipeline.hashing import sha256_text
 from pipeline.plan import ImageSpec, chain_specs, mission_spec
 from pipeline.render import read_sources, render
 from pipeline.settings import Settings
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.dockerfile.analysis import Analysis, ModelError
+    from pipeline.dockerfile.parser import Instruction
 
 PLACEHOLDER_ID = "sha256:" + "0" * 64
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
@@ -50,6 +59,8 @@ def parent_problem(model: Analysis, parent_id: str, spec: ImageSpec) -> ModelErr
 
 def _refusal(instructions: tuple[Instruction, ...], line: int, base: str, parent_id: str,
              spec: ImageSpec) -> ModelError:
+    from pipeline.dockerfile.analysis import ModelError
+
     written = next((i.rest.split()[0] for i in instructions
                     if i.line == line and i.keyword == "FROM" and i.rest.split()), base)
     names = _VARIABLE.findall(written)
@@ -70,6 +81,9 @@ def check_parent(settings: Settings, spec: ImageSpec, text: str) -> None:
     Raises:
         ConfigError: ``file:line``, what the FROM resolved to, and what to set.
     """
+    from pipeline.dockerfile.analysis import EMPTY_FROM, BaseImage, ModelError, analyse
+    from pipeline.dockerfile.parser import parse
+
     placeholder = BaseImage(PLACEHOLDER_ID)
     try:
         model = analyse(text, buildargs={**spec.buildargs, spec.parent_arg: PLACEHOLDER_ID},
@@ -90,6 +104,23 @@ def check_parents(settings: Settings) -> None:
         ConfigError: the first stage that would not build FROM its parent.
     """
     specs = [*chain_specs(settings), *(mission_spec(settings, dep) for dep in settings.deployments)]
+    memo = statmemo.for_build_dir(settings.build_dir)
     for spec in specs:
+        task, fingerprint = f"parents:{spec.task}", _fingerprint(settings, spec)
+        if memo.recall(task, fingerprint, lambda ref: None) == "passed":
+            continue
+        started_ns = time.time_ns()
         text = render(read_sources(spec.sources), buildkit=False)
         check_parent(settings, spec, text)
+        memo.remember(task, fingerprint, "passed", started_ns=started_ns, followed=[str(p) for p in spec.sources],
+                      links=(), images={})
+
+
+# The code that decides a pass: a change to any of it (an upgrade) checks every Dockerfile again.
+_CHECK_MODULES = ("parents", "render", "plan", "dockerfile/parser", "dockerfile/shell", "dockerfile/analysis")
+
+
+def _fingerprint(settings: Settings, spec: ImageSpec) -> str:
+    """Everything besides the Dockerfile parts that decides a pass: the spec, the builder, and the code."""
+    return sha256_text(repr(("parents", spec, settings.buildkit, str(settings.deployments_dir), os.getcwd(),
+                             statmemo.code_stamps(_CHECK_MODULES))))

@@ -6,7 +6,6 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pipeline.dockerfile.parser import ParseError, parse
 from pipeline.errors import ConfigError
 from pipeline.yamlfile import display
 
@@ -54,6 +53,8 @@ def add_cache_mounts(text: str, mounts: Sequence[str] = CACHE_MOUNTS) -> str:
 
     Heredoc bodies are never touched: the parser knows where they are.
     """
+    from pipeline.dockerfile.parser import ParseError, parse  # BuildKit builds only: a classic no-op never parses
+
     try:
         instructions = parse(text).instructions
     except ParseError:

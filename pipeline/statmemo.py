@@ -42,6 +42,22 @@ FILE = "input-stats.json"
 _VERSION = 1
 
 
+_PACKAGE = Path(__file__).resolve().parent
+_code_stamps: dict[tuple[str, ...], list[list[int] | None]] = {}
+
+
+def code_stamps(modules: tuple[str, ...]) -> list[list[int] | None]:
+    """The stamps of the pipeline's own source files ``modules`` (``"dockerfile/parser"``), once per process.
+
+    Part of a fingerprint: an upgrade of the code that decides a record makes the record unusable.
+    Stamped by path, so checking them imports none of those modules.
+    """
+    stamps = _code_stamps.get(modules)
+    if stamps is None:
+        stamps = _code_stamps[modules] = [stamp(str(_PACKAGE / f"{m}.py"), True) for m in modules]
+    return stamps
+
+
 def stamp(path: str, follow: bool) -> list[int] | None:
     """(size, mtime_ns, ctime_ns, inode, mode) of ``path``; None when it does not exist.
 

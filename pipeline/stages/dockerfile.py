@@ -8,7 +8,7 @@ from pipeline.files import write_text
 from pipeline.hashing import sha256_text
 from pipeline.plan import ImageSpec
 from pipeline.settings import Settings
-from pipeline.stages.images import check_model, rendered_text
+from pipeline.stages.image_check import rendered_text
 from pipeline.stages.results import FileResult, Freshness
 from pipeline.yamlfile import display
 
@@ -34,6 +34,8 @@ def write_dockerfile(settings: Settings, spec: ImageSpec) -> FileResult:
     Raises:
         ConfigError: a source part is missing or unreadable, or the model refuses it.
     """
+    from pipeline.stages.images import check_model  # the Dockerfile model: only when writing
+
     text, _ = rendered_text(settings, spec)
     check_model(settings, spec, text)
     changed = write_text(spec.rendered_path, text)

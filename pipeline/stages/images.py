@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline import keystore, statmemo, tagging
+from pipeline import keystore, statmemo
 from pipeline.buildctx import DOCKERFILE_NAME
 from pipeline.buildctx.collect import Collector, ContextError
 from pipeline.buildctx.send import BuildContext
 from pipeline.dockerfile.analysis import Analysis, BaseImage, ModelError, analyse
 from pipeline.dockerfile.parser import Instruction
-from pipeline.engine import BuildRequest, Engine, ImageInfo, find_buildkit_cli
+from pipeline.engine import BuildRequest, ImageInfo, find_buildkit_cli
 from pipeline.errors import BuildFailed, ConfigError, ImageNotFound
 from pipeline.files import write_text
-from pipeline.hashing import FileHasher, sha256_text
-from pipeline.keys import KEY_VERSION, PIPELINE_ARGS, InputKey, explain, image_key, keyed_args, short
+from pipeline.hashing import FileHasher
+from pipeline.keys import PIPELINE_ARGS, InputKey, image_key, keyed_args, short
 from pipeline.parents import PLACEHOLDER_ID, locate, parent_problem
 from pipeline.plan import LABEL_INPUTS, ImageSpec
-from pipeline.render import read_sources, render
 from pipeline.settings import Settings
-from pipeline.stages.results import Freshness, ImageResult
+from pipeline.stages.image_check import extra_refs, memo_fingerprint, rendered_text, tagged
+from pipeline.stages.results import ImageResult
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,6 @@ class BuildPlan:
     parent: ImageInfo
     unused_args: tuple[str, ...]
     instructions: tuple[Instruction, ...]  # of the rendered text, to name the line of a failed step
-
-
-def rendered_text(settings: Settings, spec: ImageSpec) -> tuple[str, dict[str, str]]:
-    """The Dockerfile text to build and the digest of each source part (for explanations)."""
-    parts = read_sources(spec.sources)
-    sources = {display_rel(settings, path): sha256_text(body) for path, body in parts}
-    return render(parts, buildkit=settings.buildkit, mounts=settings.cache_mounts), sources
-
-
-def display_rel(settings: Settings, path: Path) -> str:
-    try:
-        return str(path.relative_to(settings.deployments_dir))
-    except ValueError:
-        return display(path)
 
 
 def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> BuildPlan:
@@ -117,31 +104,6 @@ def plan_build(settings: Settings, engine: Engine, spec: ImageSpec, hasher: File
     return BuildPlan(key, BuildContext(spec.context, entries, text), passed, parent, unused, model.instructions)
 
 
-# The modules whose code decides a key: a change to any of them (an upgrade) recomputes every key.
-_MODEL_MODULES = ("pipeline.keys", "pipeline.render", "pipeline.plan", "pipeline.hashing", "pipeline.stages.images",
-                  "pipeline.buildctx.collect", "pipeline.buildctx.ignore", "pipeline.dockerfile.parser",
-                  "pipeline.dockerfile.shell", "pipeline.dockerfile.analysis")
-_model_stamps: list[object] = []
-
-
-def memo_fingerprint(settings: Settings, spec: ImageSpec) -> str:
-    """Everything besides files and images that :func:`plan_build` reads; the stat memo is keyed on it."""
-    if not _model_stamps:
-        _model_stamps.extend(statmemo.stamp(getattr(sys.modules[m], "__file__", "") or "", True)
-                             for m in _MODEL_MODULES)
-    return sha256_text(repr((KEY_VERSION, spec, settings.buildkit, str(settings.deployments_dir), os.getcwd(),
-                             _model_stamps)))
-
-
-def recalled_key(settings: Settings, engine: Engine, spec: ImageSpec) -> str | None:
-    """The key digest recorded with the stat data of the stage's inputs, if none of them changed since."""
-    def image_id(ref: str) -> str | None:
-        info = engine.image(ref)
-        return info.id if info is not None else None
-
-    return statmemo.for_build_dir(settings.build_dir).recall(spec.task, memo_fingerprint(settings, spec), image_id)
-
-
 def check_model(settings: Settings, spec: ImageSpec, text: str) -> None:
     """Refuse what the key could not cover, before the parent exists (the dockerfile stage's check).
 
@@ -176,63 +138,15 @@ def current_key(settings: Settings, engine: Engine, spec: ImageSpec, hasher: Fil
     return plan_build(settings, engine, spec, hasher).key
 
 
-def image_freshness(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> Freshness:
-    """Compare the tagged image's ``pipeline.inputs`` label with the current key."""
-    image = engine.image(spec.ref)
-    if image is None:
-        return Freshness(False, f"image {spec.ref} is missing")
-    have = image.labels.get(LABEL_INPUTS)
-    if have and recalled_key(settings, engine, spec) == have:
-        # Nothing the key was computed from changed (stat data and image IDs): no parse, no hashing.
-        key = InputKey(have, {})
-    else:
-        key = current_key(settings, engine, spec, hasher)
-    fresh = compare(settings, spec.task, image, key)
-    if fresh.current:
-        untagged = [ref for ref in extra_refs(settings, spec, key.digest) if not _tagged(engine, ref, image.id)]
-        if untagged:
-            more = f" and {len(untagged) - 1} more" if len(untagged) > 1 else ""
-            return Freshness(False, f"extra tag {untagged[0]}{more} is not on {short(image.id)} yet (a retag, "
-                                    "no rebuild)")
-    return fresh
-
-
-def extra_refs(settings: Settings, spec: ImageSpec, key: str) -> list[str]:
-    """The references the stage's image is also tagged with now (its ``tags``/``tags.extra`` templates).
-
-    Raises:
-        PipelineError: a template uses {commit} outside a git checkout.
-    """
-    return [tagging.render(t, repository=spec.repository, environment=settings.environment, key=key,
-                           root=settings.deployments_dir) for t in spec.extra_tags]
-
-
-def _tagged(engine: Engine, ref: str, image_id: str) -> bool:
-    info = engine.image(ref)
-    return info is not None and info.id == image_id
-
-
 def apply_extra_tags(settings: Settings, engine: Engine, spec: ImageSpec, result: ImageResult) -> tuple[str, ...]:
     """Point the stage's extra tags at its image (names only: never a rebuild); returns those that moved."""
     moved = []
     for ref in extra_refs(settings, spec, result.inputs):
-        if not _tagged(engine, ref, result.image_id):
+        if not tagged(engine, ref, result.image_id):
             engine.tag(result.image_id, ref)
             log.info("%s: also tagged %s", spec.task, ref)
             moved.append(ref)
     return tuple(moved)
-
-
-def compare(settings: Settings, task: str, image: ImageInfo, key: InputKey) -> Freshness:
-    have = image.labels.get(LABEL_INPUTS)
-    if have == key.digest:
-        source = keystore.load_source(settings.build_dir, task, have)
-        how = {"cache": "; pulled from cache", "built": "; built here"}.get(source or "", "")
-        return Freshness(True, f"{image.tags[0] if image.tags else image.id} is current ({short(key.digest)}{how})")
-    if not have:
-        return Freshness(False, f"image {image.tags[0] if image.tags else image.id} has no {LABEL_INPUTS} label")
-    previous = keystore.load_parts(settings.build_dir, task, have)
-    return Freshness(False, "; ".join(explain(previous, key.parts)), tuple(explain(previous, key.parts, limit=10_000)))
 
 
 def build_image(settings: Settings, engine: Engine, spec: ImageSpec, hasher: FileHasher) -> ImageResult:

@@ -9,16 +9,18 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.engine import BuildRequest, Engine
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.hashing import FileHasher
 from pipeline.keys import InputKey
 from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, LABEL_STAGE
-from pipeline.run import run
 from pipeline.settings import Settings
-from pipeline.stages.images import compare, produce
+from pipeline.stages.image_check import compare
 from pipeline.stages.results import Freshness, ImageResult
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ def build_root(settings: Settings, engine: Engine, hasher: FileHasher) -> ImageR
         CommandFailed: debootstrap or tar failed, or is not installed.
         PipelineError: not root (debootstrap), or the engine failed.
     """
+    from pipeline.stages.images import produce  # the build side: only when the stage runs
+
     root = settings.root
     if root.image and engine.image(root.image) is None:
         engine.pull(root.image)
@@ -81,6 +85,8 @@ def _label_changes(labels: dict[str, str]) -> list[str]:
 
 
 def _from_image(settings: Settings, engine: Engine, source: str, labels: dict[str, str]) -> str:
+    from pipeline.engine import BuildRequest
+
     with tempfile.TemporaryDirectory(prefix="pipeline-root-") as tmp:
         dockerfile = Path(tmp) / "Dockerfile"
         dockerfile.write_text(f"FROM {source}\n")
@@ -94,6 +100,8 @@ def _bootstrap(settings: Settings, engine: Engine, labels: dict[str, str]) -> st
         raise PipelineError("root.bootstrap needs root (debootstrap creates device files); run as root or use root.rootfs")
     if shutil.which("debootstrap") is None:
         raise CommandFailed("root.bootstrap needs debootstrap: apt-get install -y debootstrap (scripts/setup does it)")
+    from pipeline.run import run
+
     cache = settings.build_dir / "cache" / "debootstrap"
     cache.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=settings.build_dir))

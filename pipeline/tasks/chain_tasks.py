@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.plan import chain_specs
-from pipeline.stages.images import build_image, image_freshness
+from pipeline.stages.image_check import image_freshness
 from pipeline.tasks import context
 from pipeline.tasks.boundary import stage_action
 from pipeline.tasks.checks import StageCheck
@@ -18,6 +18,8 @@ TaskDict = dict[str, Any]
 @stage_action(lambda stage: stage)
 def layer_action(ctx: Context, stage: str) -> Any:
     # (not named `task`: doit would inject its Task object into a parameter of that name)
+    from pipeline.stages.images import build_image  # the build side: only when the stage runs
+
     return build_image(ctx.settings, ctx.engine, ctx.layer(stage), ctx.hasher)
 
 

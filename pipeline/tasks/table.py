@@ -79,7 +79,7 @@ STAGES: tuple[Stage, ...] = (
           group_doc="render every selected deployment's Dockerfile",
           task_doc="build/dockerfiles/{name}.Dockerfile from its Dockerfile(.custom) and the trailer"),
     Stage("build", "Build each deployment's mission image.",
-          run="pipeline.stages.images:build_image", check="pipeline.stages.images:image_freshness",
+          run="pipeline.stages.images:build_image", check="pipeline.stages.image_check:image_freshness",
           args=("settings", "engine", "mission", "hasher"), after=(_parent, "dockerfile", _preparation),
           file_dep=_prepared_files, default=True, graph=True,
           group_doc="every selected deployment's mission image", task_doc="mission image {image}"),
