@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.config_parts import (
     parse_arg_name,
@@ -33,7 +34,9 @@ from pipeline.errors import ConfigError
 from pipeline.keys import PIPELINE_ARGS
 from pipeline.section import Section
 from pipeline.settings import Bootstrap, Certs, Deployment, Layer, Registry, Root, Settings
-from pipeline.yamlfile import display, load_yaml
+from pipeline.yamlfile import display
+from pipeline.yamlmemo import FILE as YAML_MEMO
+from pipeline.yamlmemo import YamlMemo
 
 ENVIRONMENTS = ("sandbox", "dev", "test", "prod")
 ROOT_KINDS = ("image", "rootfs", "bootstrap")
@@ -66,8 +69,10 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
             f"{display(deployments_dir)}: deployments folder not found; run doit from the project root "
             "or set PIPELINE_DEPLOYMENTS_DIR"
         )
+    build_dir = (build_dir or deployments_dir.parent / "build").resolve()
+    memo = YamlMemo(build_dir / "cache" / YAML_MEMO)
     path = deployments_dir / "pipeline.yaml"
-    top = Section(path, load_yaml(path))
+    top = Section(path, memo.load(path))
     top.reject_unknown(
         ["environment", "frozen", "builder", "namespace", "root", "certs", "chain", "trailer", "registry", "run",
          "release", "scan", "sscan", "cache", "sign"]
@@ -96,7 +101,7 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
     registry = parse_registry(top.section("registry")) or Registry(kind="generic", host="localhost")
     settings = Settings(
         deployments_dir=deployments_dir,
-        build_dir=(build_dir or deployments_dir.parent / "build").resolve(),
+        build_dir=build_dir,
         environment=environment,
         frozen=pins == "frozen",
         pins=pins,
@@ -110,12 +115,13 @@ def load(deployments_dir: Path, overrides: Mapping[str, str] | None = None, buil
         registry=registry,
         run_args=parse_run_args(top),
         release=parse_release(top.section("release")),
-        scan=parse_scan(top.section("scan"), deployments_dir),
+        scan=parse_scan(top.section("scan"), deployments_dir, memo.load),
         cache=parse_cache(top.section("cache"), deployments_dir),
         sscan=parse_sscan(top.section("sscan"), deployments_dir),
         sign=parse_sign(top.section("sign"), deployments_dir),
     )
-    deployments = tuple(_deployment(folder, settings) for folder in _select(deployments_dir, overrides))
+    deployments = tuple(_deployment(folder, settings, memo.load) for folder in _select(deployments_dir, overrides))
+    memo.save()
     return replace(settings, deployments=deployments)
 
 
@@ -197,9 +203,9 @@ def _select(base: Path, overrides: Mapping[str, str]) -> list[Path]:
     return chosen
 
 
-def _deployment(folder: Path, settings: Settings) -> Deployment:
+def _deployment(folder: Path, settings: Settings, load: Callable[[Path], Any]) -> Deployment:
     path = folder / "deployment.yaml"
-    sec = Section(path, load_yaml(path))
+    sec = Section(path, load(path))
     sec.reject_unknown(
         ["repo", "context", "dockerfile", "trailer", "build_args", "base_arg", "test", "test_timeout", "freeze",
          "registry", "run", "tags", "secrets", "task_dep", "file_dep"]

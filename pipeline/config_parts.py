@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline import tagging
 from pipeline.config_sign import key_files
-from pipeline.findings.policy import load_ignores
 from pipeline.section import Section, parse_bool
 from pipeline.settings import PIN_LEVELS, Cache, Registry, Release, Scan, Secrets, Sscan, Tags, UbuntuCve
 
@@ -98,8 +99,11 @@ SEVERITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFIN
 SCAN_BACKENDS = ("auto", "ecr", "osv")
 
 
-def parse_scan(sec: Section, base: Path) -> Scan:
-    """``scan:`` in pipeline.yaml: backend, OSV database, policy, ignore file, Ubuntu CVE status."""
+def parse_scan(sec: Section, base: Path, load: Callable[[Path], Any] | None = None) -> Scan:
+    """``scan:`` in pipeline.yaml: backend, OSV database, policy, ignore file, Ubuntu CVE status.
+
+    ``load`` parses the ignore file (default: :func:`pipeline.yamlfile.load_yaml`).
+    """
     sec.reject_unknown(["backend", "osv", "min_severity", "fail_on", "ignore", "timeout", "poll", "max_age", "ubuntu",
                         "require_inventory", "ecr"])
     osv = sec.str("osv")
@@ -119,7 +123,9 @@ def parse_scan(sec: Section, base: Path) -> Scan:
     ecr.reject_unknown(["allow_tag_fallback"])
     ignore = sec.file("ignore", base, required=False)
     if ignore is not None:
-        load_ignores(ignore)  # a bad entry is a configuration error, found before any task runs (exit 3)
+        from pipeline.findings.policy import load_ignores
+
+        load_ignores(ignore, load=load)  # a bad entry is a configuration error, found before any task runs (exit 3)
     return Scan(
         backend=sec.choice("backend", SCAN_BACKENDS, "auto"),
         osv=osv,

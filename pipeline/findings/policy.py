@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.findings.model import Finding, at_least, order
@@ -28,15 +29,15 @@ class IgnoreEntry:
         return self.id.upper() in ids and (self.package is None or self.package in finding.packages)
 
 
-def load_ignores(path: Path | None) -> list[IgnoreEntry]:
-    """Read the ignore file: a list of {id, reason, expires, package?}.
+def load_ignores(path: Path | None, load: Callable[[Path], Any] | None = None) -> list[IgnoreEntry]:
+    """Read the ignore file: a list of {id, reason, expires, package?}; ``load`` parses it (default: load_yaml).
 
     Raises:
         ConfigError: naming the file, the entry and the key.
     """
     if path is None:
         return []
-    data = load_yaml(path)
+    data = (load or load_yaml)(path)
     if data is None:
         return []
     if isinstance(data, dict) and "ignore" in data:

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import logging
 import re
-import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from pipeline import containers, keystore, records
 from pipeline.containers import ContainerSpec
-from pipeline.engine import Engine, ImageInfo
 from pipeline.errors import CommandFailed, ConfigError, PipelineError
 from pipeline.files import write_text
 from pipeline.hashing import sha256_bytes
@@ -33,6 +29,9 @@ from pipeline.plan import LABEL_INPUTS, LABEL_NAMESPACE, chain_specs, mission_sp
 from pipeline.settings import Settings
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine, ImageInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,16 @@ def manifest_freshness(settings: Settings, engine: Engine, name: str) -> Freshne
     path = manifest_path(settings, name)
     try:
         raw = path.read_bytes()
-        data = summary = _summary(settings, name, raw)
-        if data is None:
-            data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # nosec B506 - safe loader
-    except (OSError, yaml.YAMLError):
+    except OSError:
         return Freshness(False, f"{display(path)} is missing or unreadable")
+    data = summary = _summary(settings, name, raw)
+    if data is None:  # the file changed since it was summarised: read it (the only case that imports PyYAML)
+        import yaml
+
+        try:
+            data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # nosec B506 - safe loader
+        except yaml.YAMLError:
+            return Freshness(False, f"{display(path)} is missing or unreadable")
     recorded = (data.get("image") or {}) if isinstance(data, dict) else {}
     if not isinstance(recorded, dict) or recorded.get("id") != image.id:
         return Freshness(False, f"image {short(image.id)} changed since {display(path)} was written")
@@ -152,6 +156,8 @@ def write_manifest(settings: Settings, engine: Engine, name: str) -> ManifestRes
         "python": python,
         "notes": notes,
     }
+    import yaml
+
     path = manifest_path(settings, name)
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
     written = write_text(path, text)
@@ -177,6 +183,8 @@ def _parents(settings: Settings, engine: Engine, notes: list[str]) -> list[dict[
 
 def _copy_text(engine: Engine, ref: str, path: str, tmp: Path) -> str | None:
     """The text of one file in the image, or None when it is absent or not a plain file."""
+    import tarfile  # the engine's copy raises its errors (not imported by a no-op's check)
+
     dest = tmp / path.strip("/").replace("/", "_")
     try:
         copied = engine.copy_from_image(ref, path, dest)
@@ -328,6 +336,8 @@ def load_inventory(settings: Settings, name: str, image_id: str) -> dict[str, An
     Raises:
         ConfigError: there is none, or it describes another image.
     """
+    import yaml
+
     path = manifest_path(settings, name)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import yamlfile
+from pipeline import yamlparse
 from pipeline.errors import ConfigError, SecretsError
 from pipeline.registry.ecr import assume_role
 from pipeline.run import CommandResult, run
@@ -293,10 +293,10 @@ def edit(settings: Settings, name: str) -> SecretsResult:
 def _check_yaml(data: bytes, path: Path) -> None:
     """The edited text must be a YAML mapping; the error names the line, never the content."""
     try:
-        value = yamlfile.parse(data.decode("utf-8"))  # a key given twice would silently lose a value
+        value = yamlparse.parse(data.decode("utf-8"))  # a key given twice would silently lose a value
     except UnicodeDecodeError:
         raise SecretsError(f"the edited {path.name} is not UTF-8 text; nothing was saved") from None
-    except yamlfile.DuplicateKeyError as exc:  # names the lines, not the key: the file's words stay out of logs
+    except yamlparse.DuplicateKeyError as exc:  # names the lines, not the key: the file's words stay out of logs
         raise SecretsError(f"the edited {path.name} gives a key twice {exc.where}; nothing was saved") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import yamlfile
+from pipeline import yamlparse
 from pipeline.settings import Settings
 from pipeline.stages.sscan.outcome import Inputs, SourceScan
 from pipeline.yamlfile import display
@@ -28,7 +28,7 @@ def _yaml_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"{display(path)}: cannot read: {exc.strerror}"
     try:
-        yamlfile.parse_all(text)  # a key given twice is a problem too: PyYAML alone keeps the last one
+        yamlparse.parse_all(text)  # a key given twice is a problem too: PyYAML alone keeps the last one
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}" if mark is not None else ""
