@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ def run_argv(spec: ContainerSpec, *, interactive: bool = False, tty: bool = Fals
 
 def unique_name(prefix: str) -> str:
     safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in prefix)
-    return f"{safe}-{uuid.uuid4().hex[:8]}"
+    return f"{safe}-{os.urandom(4).hex()}"  # (not uuid: importing it costs a no-op 2 ms)
 
 
 def run_captured(spec: ContainerSpec, *, timeout: float | None = None, stream: bool = True) -> CommandResult:

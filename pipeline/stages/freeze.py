@@ -25,15 +25,13 @@ which compares the same specs and reports the drift without writing.
 from __future__ import annotations
 
 import logging
-import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import records
-from pipeline.engine import Engine
 from pipeline.errors import ImageNotFound, PipelineError
 from pipeline.files import write_bytes
 from pipeline.hashing import sha256_bytes
@@ -43,6 +41,9 @@ from pipeline.settings import Deployment, Settings
 from pipeline.stages.recorded import image_and_record
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
+
+if TYPE_CHECKING:
+    from pipeline.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,8 @@ def _copy_out(engine: Engine, dep: Deployment, ref: str, tmp: Path, task: str = 
         ImageNotFound: the directory is missing but the deployment has committed specs or sets ``freeze:``.
         PipelineError: it cannot be unpacked (e.g. a symlink pointing outside it).
     """
+    import tarfile  # the engine's copy raises its errors (not imported by a no-op's check)
+
     where = display(dep.folder / "deployment.yaml")
     try:
         copied = engine.copy_from_image(ref, dep.freeze, tmp)

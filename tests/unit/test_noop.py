@@ -29,27 +29,41 @@ _WRAPPER = (
 
 
 def doit_modules(project_dir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """Run doit in a subprocess; its result and the top-level packages it had imported when it exited."""
+    """Run doit in a subprocess; its result and the modules it had imported when it exited."""
     argv = [sys.executable, "-c", _WRAPPER, "-f", str(REPO / "dodo.py"), "-d", str(project_dir), *args]
     proc = subprocess.run(argv, capture_output=True, text=True, env=doit_env(), timeout=300, check=False)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
     assert lines, f"no module list (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc, {name.split(".")[0] for name in json.loads(lines[-1][len("MODULES "):])}
+    return proc, set(json.loads(lines[-1][len("MODULES "):]))
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
 
 
 def test_loading_every_task_imports_no_heavy_library() -> None:
     proc, modules = doit_modules(REPO, "list", "--all", "deployment=demo")
     assert proc.returncode == 0, proc.stderr
-    assert not modules & set(FORBIDDEN), sorted(modules & set(FORBIDDEN))
+    assert not top_level(modules) & set(FORBIDDEN), sorted(top_level(modules) & set(FORBIDDEN))
+
+
+# ...nor, once the memos hold (the second no-op: a file written within git's racy window of the
+# build's start is read again once), PyYAML, the Dockerfile model, the context writer, the SDK wrapper
+# or tarfile: the configuration comes from yamlmemo, keys and parent checks from the stat memo.
+NOT_ON_A_NOOP = ("yaml", "tarfile", "pipeline.yamlparse", "pipeline.dockerfile.parser", "pipeline.dockerfile.analysis",
+                 "pipeline.buildctx.collect", "pipeline.buildctx.send", "pipeline.engine.client",
+                 "pipeline.stages.images")
 
 
 @pytest.mark.docker
 def test_a_noop_imports_no_heavy_library(built: Project) -> None:
-    proc, modules = doit_modules(built.root)
     from helpers import RunResult
 
-    assert_nothing_ran(RunResult.parse(proc.returncode, proc.stdout + proc.stderr))
-    assert not modules & set(FORBIDDEN), sorted(modules & set(FORBIDDEN))
+    for _ in range(2):
+        proc, modules = doit_modules(built.root)
+        assert_nothing_ran(RunResult.parse(proc.returncode, proc.stdout + proc.stderr))
+        assert not top_level(modules) & set(FORBIDDEN), sorted(top_level(modules) & set(FORBIDDEN))
+    assert not modules & set(NOT_ON_A_NOOP), sorted(modules & set(NOT_ON_A_NOOP))
 
 
 def test_nothing_imports_dockerfile_parse() -> None:
