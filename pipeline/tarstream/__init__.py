@@ -22,8 +22,11 @@ Spool: a file whose size was seen before must be decided before its header is
 written, so its data is held in memory, up to ``spool_bound`` bytes (default
 64 MiB).  A larger one is read through ``reread`` (the Engine API's archive
 endpoint) first when given, else it is copied out unlinked.  Peak memory is
-therefore the spool bound, plus about 2 MiB of I/O buffers, plus the lookback,
-plus about 200 bytes per candidate file for the table of first copies.
+therefore the spool bound, plus about 2 MiB of I/O buffers, plus about 200 bytes
+per candidate file for the table of first copies (eager); with ``lookback=N``, N
+for the bytes kept plus the first copies not hashed yet, whose data lies among
+them (at most about 0.8 N more, for a window of one-block files), and 200 bytes
+per first copy hashed.
 
 Verification on the way: a member that is not linked is sent with exactly the
 header blocks it was read with; a link member is generated, so it is parsed again
