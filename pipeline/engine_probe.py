@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pipeline.engine.connection import DEFAULT_HOST, ImageInfo
-from pipeline.errors import ImageNotFound
+from pipeline.engine.connection import DEFAULT_HOST, ImageInfo, required
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine
@@ -234,10 +233,7 @@ class CheckEngine:
         Raises:
             ImageNotFound: naming the image and ``hint`` (what to run first).
         """
-        info = self.image(ref)
-        if info is None:
-            raise ImageNotFound(f"image {ref} does not exist; {hint}")
-        return info
+        return required(self.image(ref), ref, hint)
 
     def _inspect(self, ref: str, sock_path: str) -> ImageInfo | None:
         """``GET /images/REF/json`` over the socket; the SDK answers when the socket cannot."""

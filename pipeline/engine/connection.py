@@ -43,6 +43,17 @@ class ImageInfo:
     attrs: Mapping[str, Any]
 
 
+def required(info: ImageInfo | None, ref: str, hint: str) -> ImageInfo:
+    """``info`` (what a lookup of ``ref`` found), or an error naming the image and ``hint`` (what to run first).
+
+    Raises:
+        ImageNotFound: ``info`` is None.
+    """
+    if info is None:
+        raise ImageNotFound(f"image {ref} does not exist; {hint}")
+    return info
+
+
 class Connection:
     """The lazily connected low-level client every part of Engine shares."""
 

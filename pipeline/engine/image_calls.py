@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.engine.connection import Connection, ImageInfo, _stream_error, parse_repository_tag
+from pipeline.engine.connection import Connection, ImageInfo, _stream_error, parse_repository_tag, required
 from pipeline.errors import ImageNotFound, PipelineError, RegistryError
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,7 @@ class ImageCalls(Connection):
         Raises:
             ImageNotFound: naming the image and ``hint`` (what to run first).
         """
-        info = self.image(ref)
-        if info is None:
-            raise ImageNotFound(f"image {ref} does not exist; {hint}")
-        return info
+        return required(self.image(ref), ref, hint)
 
     def untag(self, ref: str) -> None:
         """Remove one tag; the image stays while other tags or children use it."""
