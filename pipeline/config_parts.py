@@ -102,7 +102,7 @@ SCAN_BACKENDS = ("auto", "ecr", "osv")
 def parse_scan(sec: Section, base: Path, load: Callable[[Path], Any] | None = None) -> Scan:
     """``scan:`` in pipeline.yaml: backend, OSV database, policy, ignore file, Ubuntu CVE status.
 
-    ``load`` parses the ignore file (default: :func:`pipeline.yamlfile.load_yaml`).
+    ``load`` parses the ignore file (default: :func:`pipeline.yamlparse.load_yaml`).
     """
     sec.reject_unknown(["backend", "osv", "min_severity", "fail_on", "ignore", "timeout", "poll", "max_age", "ubuntu",
                         "require_inventory", "ecr"])

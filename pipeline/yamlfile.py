@@ -1,14 +1,13 @@
-"""Config paths as users typed them, and YAML loading that keeps line numbers, so errors can name the line.
+"""Config paths as users typed them, and the mapping type that remembers the line of each key.
 
-The parser itself (PyYAML, with duplicate keys refused) is in pipeline/yamlparse.py,
-imported on first use: a no-op reads its configuration from pipeline/yamlmemo.py.
+The parser (PyYAML, with duplicate keys refused) is pipeline/yamlparse.py, imported
+only where a file is parsed: a no-op reads its configuration through pipeline/yamlmemo.py.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 
 class LineDict(dict):
@@ -33,14 +32,3 @@ def display(path: Path) -> str:
         return str(path.resolve().relative_to(_cwd[1]))
     except ValueError:
         return str(path)
-
-
-def load_yaml(path: Path) -> Any:
-    """Parse one YAML file (see :func:`pipeline.yamlparse.load_yaml`).
-
-    Raises:
-        ConfigError: the file is missing, unreadable or not valid YAML, or a mapping gives a key twice.
-    """
-    from pipeline.yamlparse import load_yaml as parse_file
-
-    return parse_file(path)

@@ -24,13 +24,20 @@ from typing import Any
 from pipeline import statmemo
 from pipeline.files import write_text
 from pipeline.hashing import RACY_NS
-from pipeline.yamlfile import LineDict, load_yaml
+from pipeline.yamlfile import LineDict
 
 log = logging.getLogger(__name__)
 
 FILE = "config-yaml.json"
 # The parser's own code is part of every entry: a change to how YAML is read parses every file again.
 _PARSER = (Path(__file__).resolve().parent / "yamlparse.py", Path(__file__).resolve().parent / "yamlfile.py")
+
+
+def parse_file(path: Path) -> Any:
+    """:func:`pipeline.yamlparse.load_yaml`, imported (with PyYAML) only when a file must be parsed."""
+    from pipeline.yamlparse import load_yaml
+
+    return load_yaml(path)
 
 
 class _NotKept(Exception):
@@ -88,7 +95,7 @@ class YamlMemo:
                 pass
 
     def load(self, path: Path) -> Any:
-        """Like :func:`pipeline.yamlfile.load_yaml` (and raising what it raises)."""
+        """Like :func:`pipeline.yamlparse.load_yaml` (and raising what it raises)."""
         name = str(path)
         started_ns = time.time_ns()
         try:
@@ -101,7 +108,7 @@ class YamlMemo:
                 return _decode(entry["data"])
             except (KeyError, TypeError, ValueError):
                 pass
-        data = load_yaml(path)
+        data = parse_file(path)
         if stamp is None or max(stamp[1], stamp[2]) > started_ns - RACY_NS:
             return data  # too recent to trust its stat data next time (see pipeline/hashing.py)
         try:

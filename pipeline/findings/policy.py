@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.findings.model import Finding, at_least, order
 from pipeline.section import Section
-from pipeline.yamlfile import display, load_yaml
+from pipeline.yamlfile import display
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ def load_ignores(path: Path | None, load: Callable[[Path], Any] | None = None) -
     """
     if path is None:
         return []
-    data = (load or load_yaml)(path)
+    if load is None:
+        from pipeline.yamlparse import load_yaml as load
+    data = load(path)
     if data is None:
         return []
     if isinstance(data, dict) and "ignore" in data:

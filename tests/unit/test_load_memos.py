@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import config, parents, statmemo, yamlmemo
 from pipeline.errors import ConfigError
-from pipeline.yamlfile import load_yaml
+from pipeline.yamlparse import load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def parse_counter(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         parsed.append(path)
         return load_yaml(path)
 
-    monkeypatch.setattr(yamlmemo, "load_yaml", counting)
+    monkeypatch.setattr(yamlmemo, "parse_file", counting)
     return parsed
 
 

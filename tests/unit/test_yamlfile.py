@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import yamlfile
+from pipeline import yamlparse
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.findings.policy import load_ignores
 from pipeline.stages.secrets import _check_yaml
@@ -27,7 +27,7 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path, text: str, expected: str)
     path = tmp_path / "x.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        yamlfile.load_yaml(path)
+        yamlparse.load_yaml(path)
     assert expected in str(info.value)
 
 
@@ -42,7 +42,7 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path, text: str, expected: str)
 def test_distinct_keys_and_merge_overrides_load(tmp_path: Path, text: str, expected: dict) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(text)
-    assert yamlfile.load_yaml(path) == expected
+    assert yamlparse.load_yaml(path) == expected
 
 
 def test_ignore_file_with_a_key_given_twice(tmp_path: Path) -> None:
