@@ -19,6 +19,10 @@ peak RSS):
             it passes;
 - lookback: Relinker(lookback=64 MiB): a first copy hashed only when a file of its size
             follows while its bytes are still among the last 64 MiB sent;
+- census:   what squash/crosslink run on a local overlay2 engine: the sizes counted from
+            the stat data of the extracted tree (as from the layer directories; the walk is
+            part of this side's time), then Relinker(census=...): only files whose size
+            recurs are hashed;
 - naive:    hashing every file's content from the extracted tree (what "hashing every
             file" costs a tree walk: open, read, sha256), grouped by digest.
 
@@ -93,6 +97,15 @@ def side_lookback(path: Path) -> int:
     return _relink(path, ("/",), LOOKBACK).counts.files_linked
 
 
+def side_census(paths: tuple[Path, Path]) -> int:
+    tar, tree = paths
+    sizes = tarstream.count_sizes([str(tree)], tarstream.Roots(("/",)))
+    relinker = tarstream.Relinker(chunks(tar), ("/",), census=sizes)
+    for _ in relinker.stream():
+        pass
+    return relinker.counts.files_linked
+
+
 def side_naive(tree: Path) -> int:
     by_digest: dict[bytes, int] = {}
     for top, _, names in os.walk(tree):
@@ -103,7 +116,8 @@ def side_naive(tree: Path) -> int:
     return sum(n - 1 for n in by_digest.values())
 
 
-SIDES = {"copy": side_copy, "eager": side_eager, "lookback": side_lookback, "naive": side_naive}
+SIDES = {"copy": side_copy, "eager": side_eager, "lookback": side_lookback, "census": side_census,
+         "naive": side_naive}
 
 
 def peak_rss() -> int:
@@ -114,15 +128,17 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(side: str, path: Path) -> None:
+def child(side: str, path: str) -> None:
     started, cpu = time.perf_counter(), time.process_time()
-    found = SIDES[side](path)
+    found = SIDES[side](tuple(Path(p) for p in path.split(":")) if side == "census" else Path(path))  # type: ignore[arg-type]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rss = peak_rss()
     print(json.dumps({"seconds": seconds, "cpu": cpu, "found": found, "rss": rss}))
 
 
-def run_side(side: str, path: Path) -> dict:
+def run_side(side: str, path: Path | tuple[Path, Path]) -> dict:
+    if isinstance(path, tuple):
+        path = Path(":".join(str(p) for p in path))
     out = subprocess.run([sys.executable, __file__, "--child", side, str(path)], capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout)
@@ -136,7 +152,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]))
+        child(args.child[0], args.child[1])
         return
     items = members(args.files, args.groups)
     orders = ("adjacent", "export")
@@ -152,6 +168,7 @@ def main() -> None:
             tar.extractall(tree, filter="data")
         for order in orders:
             inputs[order]["naive"] = tree
+            inputs[order]["census"] = (inputs[order]["copy"], tree)  # type: ignore[assignment]
         print(f"tree: {args.files} unique-size files + {args.groups} groups x 3 duplicates, "
               f"{inputs['adjacent']['copy'].stat().st_size / 1e6:.1f} MB of tar")
         results = {order: {side: [] for side in SIDES} for order in orders}
@@ -163,13 +180,13 @@ def main() -> None:
         med = {s: statistics.median(r["seconds"] for r in rows) for s, rows in by_side.items()}
         cpu = {s: statistics.median(r["cpu"] for r in rows) for s, rows in by_side.items()}
         found = {s: rows[0]["found"] for s, rows in by_side.items()}
-        assert found["eager"] == found["naive"] == 2 * args.groups, found
+        assert found["eager"] == found["census"] == found["naive"] == 2 * args.groups, found
         print(f"\norder {order}:")
         for side, rows in by_side.items():
             print(f"  {side:8}: median {med[side]:.3f} s (cpu {cpu[side]:.3f} s)  duplicates found {found[side]:5}  "
                   f"peak RSS {max(r['rss'] for r in rows) / 1e6:4.0f} MB  "
                   f"runs {', '.join(format(r['seconds'], '.3f') for r in rows)}")
-        for side in ("eager", "lookback"):
+        for side in ("eager", "lookback", "census"):
             detect, detect_cpu = med[side] - med["copy"], cpu[side] - cpu["copy"]
             ratio = med["naive"] / detect if detect > 0 else float("inf")
             ratio_cpu = cpu["naive"] / detect_cpu if detect_cpu > 0 else float("inf")

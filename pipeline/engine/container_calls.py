@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -91,6 +92,23 @@ class ContainerCalls(Connection):
         """
         with self._call(f"commit container {container[:12]}"):
             return str(self.api.commit(container, conf=dict(config))["Id"])
+
+    def layer_dirs(self, container: str) -> list[str] | None:
+        """The directories of the container's file system on this host (overlay2: every layer's ``diff``).
+
+        None when they cannot be read here: another storage driver, or an engine on another
+        host (``DOCKER_HOST`` not a unix socket), whose paths would name this host's files.
+        """
+        if not self.host.startswith("unix://"):
+            return None
+        with self._call(f"inspect container {container[:12]}"):
+            driver = self.api.inspect_container(container).get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        if driver.get("Name") != "overlay2" or not data.get("UpperDir"):
+            return None
+        dirs = [*(data.get("LowerDir") or "").split(":"), data["UpperDir"]]
+        dirs = [d for d in dirs if d]
+        return dirs if all(os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK) for d in dirs) else None
 
     def export_stream(self, container: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """``docker export``: the container's file system as a stream of tar chunks."""

@@ -35,7 +35,7 @@ from pipeline.errors import PipelineError
 from pipeline.keys import short
 from pipeline.plan import LABEL_NAMESPACE
 from pipeline.settings import Settings
-from pipeline.tarstream import SPOOL_BOUND, Counts, Relinker, StreamError, file_digest
+from pipeline.tarstream import SPOOL_BOUND, Counts, Relinker, Roots, StreamError, count_sizes, file_digest
 
 if TYPE_CHECKING:
     from pipeline.engine import Engine, ImageInfo
@@ -242,6 +242,19 @@ class _Container:
         self.engine.remove_container(self.id)
 
 
+def census(engine: Engine, container: str, roots: Sequence[str]) -> dict[int, int] | None:
+    """The sizes of the candidate files, from the layer directories' stat data (tarstream/census.py), if local."""
+    dirs = engine.layer_dirs(container)
+    if dirs is None:
+        return None
+    started = time.monotonic()
+    sizes = count_sizes(dirs, Roots(roots))
+    if sizes is not None:
+        log.info("census of %d layer directories: %d candidate files, %d sizes that recur (%.1f s)", len(dirs),
+                 sum(sizes.values()), sum(1 for n in sizes.values() if n > 1), time.monotonic() - started)
+    return sizes
+
+
 def _failed(what: str, source: ImageInfo, exc: StreamError) -> PipelineError:
     return PipelineError(f"{what}: the export stream of {short(source.id)} {exc}; nothing was tagged; "
                          "run it again, and if it repeats check the engine (docker info, free disk space)")
@@ -254,9 +267,10 @@ def scan(settings: Settings, engine: Engine, what: str, source: ImageInfo, paths
     Raises:
         PipelineError: the export failed or its stream is corrupt.
     """
+    roots = paths or DEFAULT_PATHS
     with _Container(settings, engine, source) as container:
-        relinker = Relinker(_read_ahead(engine.export_stream(container.id, _CHUNK)), paths or DEFAULT_PATHS,
-                            spool_bound=spool_bound,
+        relinker = Relinker(_read_ahead(engine.export_stream(container.id, _CHUNK)), roots,
+                            spool_bound=spool_bound, census=census(engine, container.id, roots),
                             reread=lambda path: file_digest(engine.archive_stream(container.id, path)))
         try:
             for _ in relinker.stream():
@@ -284,11 +298,13 @@ def relink_image(settings: Settings, engine: Engine, what: str, source: ImageInf
     sink = Path(keep_archive).open("wb") if keep_archive else None
     try:
         with _Container(settings, engine, source) as container:
+            roots = paths or DEFAULT_PATHS
+            sizes = census(engine, container.id, roots)  # before the export starts: stat data only
             reading = _read_ahead(engine.export_stream(container.id, _CHUNK))
             chunks: Iterator[bytes] = iter(reading)
             if tamper_export is not None:
                 chunks = tamper_export(chunks)
-            relinker = Relinker(chunks, paths or DEFAULT_PATHS, spool_bound=spool_bound,
+            relinker = Relinker(chunks, roots, spool_bound=spool_bound, census=sizes,
                                 reread=lambda path: file_digest(engine.archive_stream(container.id, path)))
             sent: Iterator[bytes] = _tee(relinker.stream(), sink)
             if tamper_sent is not None:
@@ -322,7 +338,7 @@ def relink_image(settings: Settings, engine: Engine, what: str, source: ImageInf
         raise
     seconds = {"export+link+import": passed, "verify": checked, "config": time.monotonic() - started - passed - checked}
     c = relinker.counts
-    log.info("%s: %d entries, %d files, %d linked (%d bytes saved), %d hashed bytes, %d spooled, %d reread; "
-             "layer %s verified", what, c.entries, c.files, c.files_linked, c.bytes_saved, c.hashed_bytes,
-             c.spooled, c.reread, short(relinker.sent_sha256))
+    log.info("%s: %d entries, %d files, %d linked (%d bytes saved), %d hashed bytes, %d spooled, %d reread, "
+             "%d not hashed (size counted once); layer %s verified", what, c.entries, c.files, c.files_linked,
+             c.bytes_saved, c.hashed_bytes, c.spooled, c.reread, c.unhashed, short(relinker.sent_sha256))
     return Relinked(final, c, relinker.listing_sha256, relinker.sent_sha256, seconds)

@@ -11,7 +11,9 @@ outside ``roots`` are never touched.  Nothing is written to disk.
 Hashing: a stream cannot be rewound, so by default the digest of the *first* file
 of a size is taken as it passes (the later one is compared with it), however far
 apart the copies are; only candidate files (regular, non-empty, under ``roots``) are
-hashed.  ``lookback=N`` instead hashes a first copy only when a file of its size
+hashed.  With a ``census`` of the sizes in the tree (census.py: stat data of the
+engine's layer directories, when it is local), a first copy whose size occurs once
+is not hashed at all: only the files whose size recurs are.  ``lookback=N`` instead hashes a first copy only when a file of its size
 follows while its bytes are still among the last N bytes sent (kept in memory);
 it hashes little more than the files that recur, but never links to a copy that
 left the lookback (``docker export`` walks the tree in order, so the copies of a
@@ -37,6 +39,7 @@ is the diffID ``docker import`` gives the layer it made from them.
 
 from __future__ import annotations
 
+from pipeline.tarstream.census import count_sizes
 from pipeline.tarstream.relinker import OUT_CHUNK, SPOOL_BOUND, Counts, Relinker, Roots, file_digest
 from pipeline.tarstream.tar_format import (
     BLOCK,
@@ -51,4 +54,4 @@ from pipeline.tarstream.tar_format import (
 )
 
 __all__ = ["BLOCK", "OUT_CHUNK", "REGULAR", "SPOOL_BOUND", "ZERO_BLOCK", "Counts", "Entry", "Relinker", "Roots",
-           "StreamError", "_Reader", "file_digest", "link_header", "parse_headers", "read_entry"]
+           "StreamError", "_Reader", "count_sizes", "file_digest", "link_header", "parse_headers", "read_entry"]

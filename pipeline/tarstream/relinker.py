@@ -6,7 +6,7 @@ import fnmatch
 import hashlib
 import struct
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.tarstream.tar_format import (
@@ -30,6 +30,11 @@ class Roots:
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = [tuple(p for p in pattern.strip("/").split("/") if p) for pattern in patterns if pattern]
         self._dirs: dict[str, bool] = {}
+
+    def may_hold_below(self, directory: str) -> bool:
+        """Whether ``directory`` (``/usr/lib``) or a directory below it may hold linkable files."""
+        parts = tuple(p for p in directory.split("/") if p)
+        return any(all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pat, strict=False)) for pat in self.patterns)
 
     def holds(self, path: str) -> bool:
         directory = path.rsplit("/", 1)[0]
@@ -62,6 +67,7 @@ class Counts:
     bytes_read: int = 0
     bytes_sent: int = 0
     out_of_reach: int = 0  # lookback only: earlier copies compared with too late, their bytes gone (never linked to)
+    unhashed: int = 0  # census only: first copies not hashed, their size counted once
 
 
 def _slim(entry: Entry) -> Entry:
@@ -87,16 +93,23 @@ class Relinker:
     (``counts.out_of_reach``).  That costs about N bytes of memory (the bytes, and the first copies
     among them not hashed yet) and finds only duplicates
     less than N bytes apart, but hashes nothing else.
+
+    ``census`` (size -> how many candidate files have it, or more; see census.py)
+    lets the eager mode skip hashing a first copy whose size is counted once: no
+    later file can duplicate it.  Links still need equal sha256, so a census that
+    counts too few could cost a link, never make a wrong one.
     """
 
     def __init__(self, chunks: Iterable[bytes], roots: Sequence[str], *, spool_bound: int = SPOOL_BOUND,
-                 reread: Callable[[str], bytes] | None = None, link: bool = True, lookback: int = 0) -> None:
+                 reread: Callable[[str], bytes] | None = None, link: bool = True, lookback: int = 0,
+                 census: Mapping[int, int] | None = None) -> None:
         self._reader = _Reader(chunks)
         self._roots = Roots(roots)
         self.spool_bound = spool_bound
         self._reread = reread
         self._link = link
         self.lookback = lookback
+        self._census = census
         self._sizes: set[int] = set()
         self._first: dict[bytes, tuple[str, Entry]] = {}
         # lookback: first copies not hashed yet, by size, each with the offset of its data in the stream sent;
@@ -214,6 +227,11 @@ class Relinker:
                     queue = self._pending[entry.size] = deque()
                 queue.append((offset, entry))
                 self._pending_order.append((offset, entry.size))
+                self._list(entry, None)
+                yield from self._copy(entry.size)
+                return
+            if self._census is not None and self._census.get(entry.size, 0) <= 1:
+                counts.unhashed += 1  # no other file has its size: nothing can link to it
                 self._list(entry, None)
                 yield from self._copy(entry.size)
                 return

@@ -385,3 +385,30 @@ def test_files_above_the_spool_bound_are_reread_and_still_linked(docker_client: 
     assert assert_same_tree_links_allowed(source_tree, squashed_tree, "/opt/dups/") >= 1
     assert {"/opt/dups/a.py", "/opt/dups/b.py", "/opt/dups/sub/c.py"} in squashed_tree[1]
     assert_no_containers(docker_client, project.ns)
+
+
+def test_the_census_from_the_layer_directories_never_counts_too_few(docker_client: docker.DockerClient,
+                                                                    mission: tuple[Project, str]) -> None:
+    """The model (stat data of the engine's overlay2 layers) against the real export stream, size by size."""
+    from pipeline.engine import Engine
+    from pipeline.stages.relink import DEFAULT_PATHS, census
+    from pipeline.tarstream import Roots
+
+    project, ref = mission
+    roots = ("/opt", *DEFAULT_PATHS)
+    container = docker_client.containers.create(ref, command=["true"], labels={"pipeline.namespace": project.ns})
+    try:
+        counted = census(Engine(), container.id, roots)
+        assert counted is not None, "this engine is local with overlay2: the census should be readable"
+        exported: dict[int, int] = {}
+        holds = Roots(roots).holds
+        with tarfile.open(fileobj=io.BytesIO(b"".join(container.export())), mode="r|") as tar:
+            for m in tar:
+                if m.isreg() and m.size and holds("/" + m.name.lstrip("./")):
+                    exported[m.size] = exported.get(m.size, 0) + 1
+    finally:
+        container.remove()
+    assert exported, "the fixture image has candidate files under /opt"
+    assert all(counted.get(size, 0) >= n for size, n in exported.items()), \
+        {s: (n, counted.get(s, 0)) for s, n in exported.items() if counted.get(s, 0) < n}
+    assert_no_containers(docker_client, project.ns)

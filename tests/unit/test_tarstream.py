@@ -10,10 +10,11 @@ import hashlib
 import io
 import tarfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from pipeline.tarstream import Relinker, StreamError
+from pipeline.tarstream import Relinker, Roots, StreamError, count_sizes
 
 DATA = b"the same bytes\n" * 30
 
@@ -90,11 +91,21 @@ CASES: list[tuple[str, list, dict[str, str]]] = [
 ]
 
 
-@pytest.mark.parametrize("lookback", [0, 1 << 20], ids=["eager", "lookback"])
+def census_of(source: bytes, where: Path, roots: tuple[str, ...] = ("/opt",)) -> dict[int, int] | None:
+    """The census the stages take from layer directories, here from the tree extracted to ``where``."""
+    with tarfile.open(fileobj=io.BytesIO(source)) as tar:
+        tar.extractall(where, filter="fully_trusted")
+    return count_sizes([str(where)], Roots(roots))
+
+
+@pytest.mark.parametrize("mode", ["eager", "lookback", "census"])
 @pytest.mark.parametrize(("tree", "links"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_linking_rules(tree: list, links: dict[str, str], lookback: int) -> None:
+def test_linking_rules(tree: list, links: dict[str, str], mode: str, tmp_path: Path) -> None:
     source = make_tar(*tree)
-    relinker, out = run(source, lookback=lookback)
+    kw: dict[str, object] = {"lookback": 1 << 20} if mode == "lookback" else {}
+    if mode == "census":
+        kw["census"] = census_of(source, tmp_path)
+    relinker, out = run(source, **kw)
     assert linked(out) == links
     assert contents(out) == contents(source)
     before, after = members(source), members(out)
@@ -210,3 +221,35 @@ def test_listing_ignores_links_made_and_changes_with_content() -> None:
     other_tree = run(make_tar(f("opt/a"), f("opt/b", b"Y" * len(DATA))))[0]
     assert one.listing_sha256 == unlinked.listing_sha256 != other_tree.listing_sha256
     assert unlinked.counts.files_linked == 0
+
+
+def test_a_census_hashes_only_the_sizes_that_recur(tmp_path: Path) -> None:
+    tree = [f(f"opt/u{i}", b"x" * (1000 + i)) for i in range(50)]
+    tree += [f("opt/d1", DATA), f(f"opt/{'z' * 10}/d2", DATA), f("usr/d3", DATA)]
+    source = make_tar(*tree)
+    relinker, out = run(source, census=census_of(source, tmp_path))
+    assert linked(out) == {f"opt/{'z' * 10}/d2": "opt/d1"}
+    assert relinker.counts.hashed_bytes == 2 * len(DATA)  # only the two candidates of a size that recurs
+    assert relinker.counts.unhashed == 50
+    assert contents(out) == contents(source)
+
+
+def test_a_census_that_counts_too_few_costs_links_never_correctness() -> None:
+    source = make_tar(f("opt/a"), f("opt/b"), f("opt/c", b"other" * 90), f("opt/d"))
+    relinker, out = run(source, census={})  # claims every size is unique
+    assert linked(out) == {"opt/d": "opt/b"}  # a was not hashed: b is the first copy anyone can link to
+    assert contents(out) == contents(source)
+
+
+def test_the_census_counts_every_layer_so_it_never_counts_too_few(tmp_path: Path) -> None:
+    """Like overlay2's layer directories: a file overwritten in an upper layer is counted in both."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for layer, text in ((lower, b"v1" * 500), (upper, b"v2" * 500)):
+        (layer / "opt" / "pkg").mkdir(parents=True)
+        (layer / "opt" / "pkg" / "mod.py").write_bytes(text)
+    (lower / "opt" / "pkg" / "empty").write_bytes(b"")
+    (lower / "usr").mkdir()
+    (lower / "usr" / "outside").write_bytes(b"v1" * 500)
+    (upper / "opt" / "link").symlink_to("pkg/mod.py")
+    assert count_sizes([str(lower), str(upper)], Roots(("/opt",))) == {1000: 2}
+    assert count_sizes([str(tmp_path / "missing")], Roots(("/opt",))) is None
