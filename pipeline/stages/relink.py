@@ -243,16 +243,19 @@ class _Container:
 
 
 def census(engine: Engine, container: str, roots: Sequence[str]) -> dict[int, int] | None:
-    """The sizes of the candidate files, from the layer directories' stat data (tarstream/census.py), if local."""
+    """The sizes that recur among the candidate files, from the layer directories' stat data
+    (tarstream/census.py), when the engine's are readable here; a size left out occurs at most once."""
     dirs = engine.layer_dirs(container)
     if dirs is None:
         return None
     started = time.monotonic()
     sizes = count_sizes(dirs, Roots(roots))
-    if sizes is not None:
-        log.info("census of %d layer directories: %d candidate files, %d sizes that recur (%.1f s)", len(dirs),
-                 sum(sizes.values()), sum(1 for n in sizes.values() if n > 1), time.monotonic() - started)
-    return sizes
+    if sizes is None:
+        return None
+    recurring = {size: n for size, n in sizes.items() if n > 1}  # what the pass keeps: one entry per such size
+    log.info("census of %d layer directories: %d candidate files, %d sizes that recur (%.1f s)", len(dirs),
+             sum(sizes.values()), len(recurring), time.monotonic() - started)
+    return recurring
 
 
 def _failed(what: str, source: ImageInfo, exc: StreamError) -> PipelineError:
