@@ -392,14 +392,17 @@ def test_the_census_from_the_layer_directories_never_counts_too_few(docker_clien
     """The model (stat data of the engine's overlay2 layers) against the real export stream, size by size."""
     from pipeline.engine import Engine
     from pipeline.stages.relink import DEFAULT_PATHS, census
-    from pipeline.tarstream import Roots
+    from pipeline.tarstream import Roots, count_sizes
 
     project, ref = mission
     roots = ("/opt", *DEFAULT_PATHS)
     container = docker_client.containers.create(ref, command=["true"], labels={"pipeline.namespace": project.ns})
     try:
-        counted = census(Engine(), container.id, roots)
-        assert counted is not None, "this engine is local with overlay2: the census should be readable"
+        dirs = Engine().layer_dirs(container.id)
+        assert dirs, "this engine is local with overlay2: its layer directories should be readable"
+        counted = count_sizes(dirs, Roots(roots))
+        recurring = census(Engine(), container.id, roots)
+        assert counted is not None and recurring == {s: n for s, n in counted.items() if n > 1}
         exported: dict[int, int] = {}
         holds = Roots(roots).holds
         with tarfile.open(fileobj=io.BytesIO(b"".join(container.export())), mode="r|") as tar:
@@ -411,4 +414,5 @@ def test_the_census_from_the_layer_directories_never_counts_too_few(docker_clien
     assert exported, "the fixture image has candidate files under /opt"
     assert all(counted.get(size, 0) >= n for size, n in exported.items()), \
         {s: (n, counted.get(s, 0)) for s, n in exported.items() if counted.get(s, 0) < n}
+    assert any(n > 1 for n in exported.values()), "the fixture's duplicates are among the sizes that recur"
     assert_no_containers(docker_client, project.ns)
