@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.keys import short
 from pipeline.settings import Settings
-from pipeline.stages.relink import link_paths, relink_image, scan
+from pipeline.stages.relink import json_label, link_paths, relink_image, scan
 from pipeline.stages.results import Freshness
 
 if TYPE_CHECKING:
@@ -61,15 +61,6 @@ def crosslink_label(source: ImageInfo, paths: Sequence[str] = ()) -> str:
     return json.dumps({"source": source.id, "paths": link_paths(paths)}, sort_keys=True)
 
 
-def _made_by(image: ImageInfo) -> dict[str, Any]:
-    """The crosslink label read back ({} when absent or unreadable: an older plain-ID label never matches)."""
-    try:
-        data = json.loads(image.labels.get(LABEL_CROSSLINK, "") or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def crosslink_freshness(settings: Settings, engine: Engine, source: ImageInfo, name: str,
                         paths: Sequence[str] = ()) -> Freshness:
     """Current while NAMESPACE/squash-NAME:crosslinked was made from ``source``, linking under ``paths``."""
@@ -77,7 +68,7 @@ def crosslink_freshness(settings: Settings, engine: Engine, source: ImageInfo, n
     have = engine.image(ref)
     if have is None:
         return Freshness(False, f"image {ref} is missing")
-    made = _made_by(have)
+    made = json_label(have, LABEL_CROSSLINK)  # an older plain-ID label reads as {}: never current
     made_from = str(made.get("source") or "")
     if made_from != source.id:
         return Freshness(False, f"{ref} was made from {short(made_from) or 'an unknown image'}, "

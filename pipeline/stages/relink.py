@@ -76,6 +76,15 @@ def link_paths(paths: Sequence[str] = ()) -> list[str]:
     return sorted({"/" + p.strip().strip("/") for p in chosen if p.strip()})
 
 
+def json_label(image: ImageInfo, name: str) -> dict[str, Any]:
+    """The JSON object in ``image``'s label ``name`` ({} when absent or unreadable: it then matches nothing)."""
+    try:
+        data = json.loads(image.labels.get(name, "") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 # -- import changes ----------------------------------------------------------------------------
 
 def _quoted(value: str, what: str) -> str:

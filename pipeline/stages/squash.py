@@ -38,7 +38,7 @@ from pipeline.plan import LABEL_NAMESPACE, mission_spec
 from pipeline.settings import Settings
 from pipeline.stages.crosslink import crosslinked_ref, squash_repo
 from pipeline.stages.oneshot import backup_ref
-from pipeline.stages.relink import Tamper, finish_config, import_changes, link_paths, relink_image
+from pipeline.stages.relink import Tamper, finish_config, import_changes, json_label, link_paths, relink_image
 from pipeline.stages.results import Freshness
 from pipeline.yamlfile import display
 
@@ -120,15 +120,6 @@ def mission_image(settings: Settings, engine: Engine, name: str) -> tuple[str, I
     return ref, engine.require(ref, f"run `doit build:{name}` or `doit pull:{name}` first")
 
 
-def squash_label(image: ImageInfo) -> dict[str, str]:
-    """The ``pipeline.squash`` label of an image made by import ({} when absent or unreadable)."""
-    try:
-        data = json.loads(image.labels.get(LABEL_SQUASH, "") or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def squash_freshness(settings: Settings, engine: Engine, name: str, paths: Sequence[str] = (),
                      keep_archive: str = "") -> Freshness:
     """Current when the mission image has one layer, build/squash/NAME.json names it as the squash result,
@@ -169,7 +160,7 @@ def import_freshness(settings: Settings, engine: Engine, name: str, archive: str
     have = engine.image(ref)
     if have is None:
         return Freshness(False, f"image {ref} is missing")
-    if squash_label(have).get("crosslinked") != crossed.id:
+    if json_label(have, LABEL_SQUASH).get("crosslinked") != crossed.id:
         return Freshness(False, f"{ref} was not imported from {short(crossed.id)}")
     done = (records.load(record_path(settings, name)) or {}).get("import") or {}
     if done.get("image") not in (None, have.id):

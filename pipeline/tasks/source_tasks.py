@@ -55,32 +55,12 @@ def sscan_action(ctx: Context) -> Any:
     return sscan.scan_all(ctx.settings, ctx.hasher)
 
 
-@stage_action(lambda name: f"secrets_clone:{name}")
-def clone_action(ctx: Context, name: str) -> Any:
+@stage_action(lambda verb, name: f"secrets_{verb}:{name}")
+def secrets_action(ctx: Context, verb: str, name: str) -> Any:
+    """secrets.clone / edit / cat / push for deployment ``name``."""
     from pipeline.stages import secrets
 
-    return secrets.clone(ctx.settings, name)
-
-
-@stage_action(lambda name: f"secrets_edit:{name}")
-def edit_action(ctx: Context, name: str) -> Any:
-    from pipeline.stages import secrets
-
-    return secrets.edit(ctx.settings, name)
-
-
-@stage_action(lambda name: f"secrets_cat:{name}")
-def cat_action(ctx: Context, name: str) -> Any:
-    from pipeline.stages import secrets
-
-    return secrets.cat(ctx.settings, name)
-
-
-@stage_action(lambda name: f"secrets_push:{name}")
-def push_action(ctx: Context, name: str) -> Any:
-    from pipeline.stages import secrets
-
-    return secrets.push(ctx.settings, name)
+    return getattr(secrets, verb)(ctx.settings, name)
 
 
 def _scanner_check(ctx: Context, scanner: str) -> Any:
@@ -116,9 +96,10 @@ def sscan_tasks() -> Iterator[TaskDict]:
         }
 
 
-def _secrets_tasks(basename: str, action: Callable[..., Any], group_doc: str, doc: Callable[[str, str], str],
+def _secrets_tasks(verb: str, group_doc: str, doc: Callable[[str, str], str],
                    uptodate: Callable[[str], list[Any]] = lambda name: [False]) -> Iterator[TaskDict]:
     ctx = context.get()
+    basename = f"secrets_{verb}"
     yield {"basename": basename, "name": None, "doc": group_doc}
     for dep in ctx.settings.deployments:
         if dep.secrets is None:
@@ -126,7 +107,7 @@ def _secrets_tasks(basename: str, action: Callable[..., Any], group_doc: str, do
             yield {
                 "basename": f"{basename}:{dep.name}",
                 "doc": f"(deployment {dep.name} has no secrets: section)",
-                "actions": [(action, [dep.name])],
+                "actions": [(secrets_action, [verb, dep.name])],
                 "uptodate": [False],
                 "verbosity": 2,
             }
@@ -135,7 +116,7 @@ def _secrets_tasks(basename: str, action: Callable[..., Any], group_doc: str, do
             "basename": basename,
             "name": dep.name,
             "doc": doc(dep.name, dep.secrets.repo),
-            "actions": [(action, [dep.name])],
+            "actions": [(secrets_action, [verb, dep.name])],
             "uptodate": uptodate(dep.name),
             "verbosity": 2,
         }
@@ -143,7 +124,7 @@ def _secrets_tasks(basename: str, action: Callable[..., Any], group_doc: str, do
 
 def secrets_clone_tasks() -> Iterator[TaskDict]:
     yield from _secrets_tasks(
-        "secrets_clone", clone_action,
+        "clone",
         "clone each selected deployment's secrets repository into deployments/NAME/secrets/",
         lambda name, repo: f"clone {repo} into deployments/{name}/secrets/ (doit -a ... pulls an existing clone)",
         lambda name: [StageCheck(f"secrets_clone:{name}", _clone_check, name)],
@@ -152,7 +133,7 @@ def secrets_clone_tasks() -> Iterator[TaskDict]:
 
 def secrets_edit_tasks() -> Iterator[TaskDict]:
     yield from _secrets_tasks(
-        "secrets_edit", edit_action,
+        "edit",
         "decrypt ENVIRONMENT.yaml into $EDITOR, re-encrypt and commit (give it one deployment: secrets_edit:NAME)",
         lambda name, repo: f"edit deployments/{name}/secrets/ENVIRONMENT.yaml in $EDITOR; commit when changed",
     )
@@ -160,7 +141,7 @@ def secrets_edit_tasks() -> Iterator[TaskDict]:
 
 def secrets_cat_tasks() -> Iterator[TaskDict]:
     yield from _secrets_tasks(
-        "secrets_cat", cat_action,
+        "cat",
         "print the decrypted ENVIRONMENT.yaml of a deployment to stdout (secrets_cat:NAME)",
         lambda name, repo: f"print deployments/{name}/secrets/ENVIRONMENT.yaml decrypted, to stdout only",
     )
@@ -168,7 +149,7 @@ def secrets_cat_tasks() -> Iterator[TaskDict]:
 
 def secrets_push_tasks() -> Iterator[TaskDict]:
     yield from _secrets_tasks(
-        "secrets_push", push_action,
+        "push",
         "push each selected deployment's secrets commits",
         lambda name, repo: f"push deployments/{name}/secrets/ to {repo} (refused with uncommitted changes)",
     )
