@@ -42,7 +42,7 @@ def count_sizes(dirs: Iterable[str], roots: Roots) -> dict[int, int] | None:
             return None
         try:
             _walk(fd, "", roots, sizes)
-        except OSError as exc:
+        except (OSError, RecursionError) as exc:  # (a tree nested ~1,000 deep: no census, not a traceback)
             log.debug("no census: %s: %s", top, exc)
             return None
     return sizes
